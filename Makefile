@@ -1,0 +1,48 @@
+# Switchyard: `make run` starts the gateway, `make test` runs every test.
+# Both do their own set-up on a fresh machine (Rust Wasm target, project .venv).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell sha1sum tools/requirements.txt | cut -c1-12)
+WASM    := target/wasm32-wasip1/release/switchyard.wasm
+CARGO   := cargo
+
+.PHONY: run test build setup rust-target lint unit integration clean
+
+run: setup build
+	$(PY) tools/run.py
+
+test: setup lint unit build integration
+
+setup: rust-target $(STAMP)
+
+rust-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(STAMP): tools/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r tools/requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+build: rust-target
+	$(CARGO) build --locked --release --target wasm32-wasip1
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --release --target wasm32-wasip1 -- -D warnings
+	$(PY) tools/gatewayconf.py envoy/gateway.yaml
+
+unit:
+	$(CARGO) test --locked
+
+integration: setup build
+	$(PY) -m pytest
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

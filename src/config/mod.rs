@@ -1,0 +1,301 @@
+//! Plugin configuration: raw serde structs in, validated configuration out.
+//!
+//! Both filter stages load the same `.wasm`; the configuration's `stage` says which one
+//! a plugin instance is. Errors carry the path of the offending field; the glue logs
+//! each one and refuses to start (Envoy then rejects the listener or cluster), so a bad
+//! config never serves traffic.
+
+mod pbstruct;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The request header the downstream filter sets from the body's `model`; the Envoy
+/// route table matches on it to pick the model group's cluster.
+pub const ROUTE_HEADER: &str = "x-switchyard-model";
+
+#[derive(Debug)]
+pub enum PluginConfig {
+    Downstream(DownstreamConfig),
+    Upstream(UpstreamConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    pub id: String,
+    pub owned_by: String,
+    pub created: u64,
+}
+
+#[derive(Debug)]
+pub struct DownstreamConfig {
+    models: Vec<ModelEntry>,
+    index: BTreeMap<String, usize>,
+    /// The gateway key clients must present, when one is configured.
+    pub master_key: Option<String>,
+    /// `GET /v1/models`, rendered once at configure time.
+    pub models_list_body: Vec<u8>,
+}
+
+impl DownstreamConfig {
+    pub fn model(&self, id: &str) -> Option<&ModelEntry> {
+        self.index.get(id).and_then(|&i| self.models.get(i))
+    }
+
+    pub fn models(&self) -> &[ModelEntry] {
+        &self.models
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// `max_tokens` sent to providers that require it when the client sent none and the
+    /// deployment does not set its own.
+    pub default_max_tokens: u32,
+    pub anthropic_version: String,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig { default_max_tokens: 4096, anthropic_version: "2023-06-01".into() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownstream {
+    models: Vec<RawModel>,
+    #[serde(default)]
+    master_key_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    id: String,
+    #[serde(default)]
+    owned_by: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    #[serde(default)]
+    default_max_tokens: Option<u32>,
+    #[serde(default)]
+    anthropic_version: Option<String>,
+}
+
+/// Parses a plugin configuration: a JSON document (`StringValue`) or a binary
+/// `google.protobuf.Struct` (written as YAML in the Envoy config).
+pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>, now_unix: u64) -> Result<PluginConfig, Vec<String>> {
+    let mut doc = to_json(bytes).map_err(|e| vec![e])?;
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(vec!["configuration must be an object".into()]);
+    };
+    let stage = obj.remove("stage");
+    match stage.as_ref().and_then(Value::as_str) {
+        Some("downstream") => {
+            let raw: RawDownstream = from_value(doc)?;
+            validate_downstream(raw, env, now_unix).map(PluginConfig::Downstream)
+        }
+        Some("upstream") => {
+            let raw: RawUpstream = from_value(doc)?;
+            validate_upstream(raw).map(PluginConfig::Upstream)
+        }
+        _ => Err(vec![r#"stage: must be "downstream" or "upstream""#.into()]),
+    }
+}
+
+fn to_json(bytes: &[u8]) -> Result<Value, String> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => Err("configuration is empty".into()),
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("configuration is not valid JSON: {e}")),
+        Some(_) => pbstruct::decode_struct(bytes),
+    }
+}
+
+fn from_value<T: for<'de> Deserialize<'de>>(doc: Value) -> Result<T, Vec<String>> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            vec![e.inner().to_string()]
+        } else {
+            vec![format!("{path}: {}", e.inner())]
+        }
+    })
+}
+
+fn validate_downstream(
+    raw: RawDownstream,
+    env: &dyn Fn(&str) -> Option<String>,
+    now_unix: u64,
+) -> Result<DownstreamConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut models = Vec::with_capacity(raw.models.len());
+    let mut index = BTreeMap::new();
+    if raw.models.is_empty() {
+        errors.push("models: at least one model is required".to_string());
+    }
+    for (i, m) in raw.models.into_iter().enumerate() {
+        // The id travels in the route header, so it must be a valid header value that
+        // route matching compares byte for byte.
+        if m.id.is_empty() || !m.id.bytes().all(|b| b.is_ascii_graphic()) {
+            errors.push(format!("models[{i}].id: must be non-empty visible ASCII without spaces, got {:?}", m.id));
+            continue;
+        }
+        if index.insert(m.id.clone(), models.len()).is_some() {
+            errors.push(format!("models[{i}].id: duplicate model id {:?}", m.id));
+            continue;
+        }
+        models.push(ModelEntry {
+            id: m.id,
+            owned_by: m.owned_by.unwrap_or_else(|| "switchyard".into()),
+            created: m.created.unwrap_or(now_unix),
+        });
+    }
+    let master_key = match raw.master_key_env {
+        None => None,
+        Some(var) => match env(&var).filter(|k| !k.is_empty()) {
+            Some(key) => Some(key),
+            None => {
+                // An operator who asked for a key must never get an open gateway instead.
+                errors.push(format!(
+                    "master_key_env: environment variable {var} is not set (or not listed in vm_config.environment_variables.host_env_keys)"
+                ));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let models_list_body = render_models_list(&models);
+    Ok(DownstreamConfig { models, index, master_key, models_list_body })
+}
+
+fn validate_upstream(raw: RawUpstream) -> Result<UpstreamConfig, Vec<String>> {
+    let defaults = UpstreamConfig::default();
+    let default_max_tokens = raw.default_max_tokens.unwrap_or(defaults.default_max_tokens);
+    if default_max_tokens == 0 {
+        return Err(vec!["default_max_tokens: must be at least 1".into()]);
+    }
+    Ok(UpstreamConfig {
+        default_max_tokens,
+        anthropic_version: raw.anthropic_version.unwrap_or(defaults.anthropic_version),
+    })
+}
+
+#[derive(Serialize)]
+pub struct ModelObject<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'a str,
+}
+
+impl<'a> From<&'a ModelEntry> for ModelObject<'a> {
+    fn from(m: &'a ModelEntry) -> Self {
+        ModelObject { id: &m.id, object: "model", created: m.created, owned_by: &m.owned_by }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelObject<'a>>,
+}
+
+fn render_models_list(models: &[ModelEntry]) -> Vec<u8> {
+    let list = ModelList { object: "list", data: models.iter().map(ModelObject::from).collect() };
+    serde_json::to_vec(&list).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pbstruct::tests::encode_struct;
+    use super::*;
+    use serde_json::json;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn downstream(doc: Value, env: &dyn Fn(&str) -> Option<String>) -> Result<DownstreamConfig, Vec<String>> {
+        match parse(doc.to_string().as_bytes(), env, 1_700_000_000)? {
+            PluginConfig::Downstream(d) => Ok(d),
+            PluginConfig::Upstream(_) => panic!("wrong stage"),
+        }
+    }
+
+    #[test]
+    fn downstream_from_json_and_from_protobuf_struct_agree() {
+        let doc = json!({"stage": "downstream", "models": [{"id": "demo"}, {"id": "gpt-4o", "owned_by": "openai", "created": 5}]});
+        for bytes in [doc.to_string().into_bytes(), encode_struct(&doc)] {
+            let PluginConfig::Downstream(cfg) = parse(&bytes, &no_env, 1_700_000_000).unwrap() else { panic!() };
+            assert_eq!(cfg.model("demo").unwrap().owned_by, "switchyard");
+            assert_eq!(cfg.model("demo").unwrap().created, 1_700_000_000);
+            assert_eq!(cfg.model("gpt-4o").unwrap().created, 5);
+            assert!(cfg.model("nope").is_none());
+            assert!(cfg.master_key.is_none());
+            let list: Value = serde_json::from_slice(&cfg.models_list_body).unwrap();
+            assert_eq!(
+                list,
+                json!({"object": "list", "data": [
+                    {"id": "demo", "object": "model", "created": 1_700_000_000, "owned_by": "switchyard"},
+                    {"id": "gpt-4o", "object": "model", "created": 5, "owned_by": "openai"},
+                ]})
+            );
+        }
+    }
+
+    #[test]
+    fn master_key_comes_from_the_environment_and_its_absence_refuses_to_start() {
+        let doc = json!({"stage": "downstream", "models": [{"id": "m"}], "master_key_env": "GW_KEY"});
+        let with_key = |name: &str| (name == "GW_KEY").then(|| "sk-gw".to_string());
+        assert_eq!(downstream(doc.clone(), &with_key).unwrap().master_key.as_deref(), Some("sk-gw"));
+        let errs = downstream(doc, &no_env).unwrap_err();
+        assert!(errs[0].contains("GW_KEY is not set"), "{errs:?}");
+    }
+
+    #[test]
+    fn invalid_configs_name_the_offending_field() {
+        let cases = [
+            (json!({"models": []}), "stage"),
+            (json!({"stage": "sideways"}), "stage"),
+            (json!({"stage": "downstream", "models": []}), "models: at least one"),
+            (json!({"stage": "downstream", "models": [{"id": "a b"}]}), "models[0].id"),
+            (json!({"stage": "downstream", "models": [{"id": "a"}, {"id": "a"}]}), "models[1].id: duplicate"),
+            (
+                json!({"stage": "downstream", "models": [{"id": "a", "colour": 1}]}),
+                "models[0].colour: unknown field `colour`",
+            ),
+            (json!({"stage": "downstream", "models": [{"id": 7}]}), "models[0].id: invalid type"),
+            (json!({"stage": "upstream", "default_max_tokens": 0}), "default_max_tokens"),
+            (json!({"stage": "upstream", "default_max_tokens": "lots"}), "default_max_tokens: invalid type"),
+            (json!({"stage": "upstream", "surprise": true}), "unknown field `surprise`"),
+        ];
+        for (doc, expected) in cases {
+            let errs = parse(doc.to_string().as_bytes(), &no_env, 0).unwrap_err();
+            assert!(errs.iter().any(|e| e.contains(expected)), "{doc}: {errs:?}");
+        }
+        assert!(parse(b"", &no_env, 0).is_err());
+        assert!(parse(b"{not json", &no_env, 0).is_err());
+        assert!(parse(b"[1]", &no_env, 0).is_err());
+    }
+
+    #[test]
+    fn upstream_defaults_and_overrides() {
+        let PluginConfig::Upstream(up) = parse(br#"{"stage":"upstream"}"#, &no_env, 0).unwrap() else { panic!() };
+        assert_eq!(up, UpstreamConfig::default());
+        let doc = json!({"stage": "upstream", "default_max_tokens": 1024, "anthropic_version": "2023-01-01"});
+        let PluginConfig::Upstream(up) = parse(&encode_struct(&doc), &no_env, 0).unwrap() else { panic!() };
+        assert_eq!(up.default_max_tokens, 1024);
+        assert_eq!(up.anthropic_version, "2023-01-01");
+    }
+}

@@ -1,0 +1,204 @@
+//! The downstream filter, once per client request, before routing: authenticate,
+//! answer what the gateway answers itself (`/v1/models`, errors), and for API calls
+//! buffer the body, validate it and set the route header from `model`.
+
+use std::rc::Rc;
+
+use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
+use crate::error::GatewayError;
+use crate::host::{Flow, Host};
+use crate::json::parse_request;
+use crate::schema::openai::ChatRequest;
+use crate::validate;
+
+/// Client credentials: read here (gateway key), never forwarded to a provider.
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
+    ["authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    ChatCompletions,
+}
+
+enum Route<'p> {
+    Api(Operation),
+    ListModels,
+    GetModel(&'p str),
+    WrongMethod,
+    Unknown,
+}
+
+fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    // Clients configured with the gateway's root as base URL omit the `/v1`.
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let (route, allowed) = match path {
+        "/chat/completions" => (Route::Api(Operation::ChatCompletions), "POST"),
+        "/models" => (Route::ListModels, "GET"),
+        _ => match path.strip_prefix("/models/") {
+            Some(id) if !id.is_empty() => (Route::GetModel(id), "GET"),
+            _ => return Route::Unknown,
+        },
+    };
+    if method == allowed {
+        route
+    } else {
+        Route::WrongMethod
+    }
+}
+
+pub struct DownstreamExchange {
+    config: Rc<DownstreamConfig>,
+    operation: Option<Operation>,
+    /// Client credential headers present on this request, to strip before routing.
+    credentials_present: Vec<&'static str>,
+}
+
+impl DownstreamExchange {
+    pub fn new(config: Rc<DownstreamConfig>) -> Self {
+        DownstreamExchange { config, operation: None, credentials_present: Vec::new() }
+    }
+
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
+        let headers = match host.request_headers() {
+            Ok(h) => h,
+            Err(e) => return internal_error(host, &e.to_string()),
+        };
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let method = header(":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| header(h).is_some()).collect();
+
+        if let Some(expected) = &self.config.master_key {
+            let presented = header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .or_else(|| header("x-api-key"))
+                .or_else(|| header("api-key"));
+            let err = match presented {
+                None => Some("Missing API key. Send it as 'Authorization: Bearer <key>'."),
+                Some(key) if !constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => {
+                    Some("Incorrect API key provided.")
+                }
+                Some(_) => None,
+            };
+            if let Some(message) = err {
+                return reply_error(host, &GatewayError::Unauthorized { message });
+            }
+        }
+
+        match route(method, path) {
+            Route::Api(op) => {
+                if end_of_stream {
+                    return reply_error(
+                        host,
+                        &GatewayError::InvalidJson { detail: "the request body is empty".into() },
+                    );
+                }
+                self.operation = Some(op);
+                Flow::Pause
+            }
+            Route::ListModels => reply(host, 200, &self.config.models_list_body),
+            Route::GetModel(id) => {
+                let id = percent_decode(id);
+                match self.config.model(&id) {
+                    Some(model) => {
+                        let body = serde_json::to_vec(&ModelObject::from(model)).unwrap_or_default();
+                        reply(host, 200, &body)
+                    }
+                    None => reply_error(host, &GatewayError::ModelNotFound { model: id }),
+                }
+            }
+            Route::WrongMethod => {
+                reply_error(host, &GatewayError::MethodNotAllowed { method: method.into(), path: path.into() })
+            }
+            Route::Unknown => reply_error(host, &GatewayError::UnknownUrl { method: method.into(), path: path.into() }),
+        }
+    }
+
+    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(Operation::ChatCompletions) = self.operation else {
+            return Flow::Continue;
+        };
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let body = match host.request_body(body_size) {
+            Ok(b) => b,
+            Err(e) => return internal_error(host, &e.to_string()),
+        };
+        let model = match chat_model(&body) {
+            Ok(model) => model,
+            Err(err) => return reply_error(host, &err),
+        };
+        let Some(entry) = self.config.model(&model) else {
+            return reply_error(host, &GatewayError::ModelNotFound { model });
+        };
+        if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
+            return internal_error(host, &e.to_string());
+        }
+        for name in &self.credentials_present {
+            if let Err(e) = host.remove_request_header(name) {
+                return internal_error(host, &e.to_string());
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Parses and validates a chat request, returning the model it asks for.
+fn chat_model(body: &[u8]) -> Result<String, GatewayError> {
+    let req: ChatRequest = parse_request(body)?;
+    validate::chat_request(&req)?;
+    Ok(req.model.into_owned())
+}
+
+fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {
+    if let Err(e) = host.send_response(status, &[("content-type", "application/json")], body) {
+        log::error!("could not send a local reply: {e}");
+    }
+    Flow::Pause
+}
+
+pub fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {
+    reply(host, err.status(), &err.body())
+}
+
+fn internal_error(host: &dyn Host, detail: &str) -> Flow {
+    log::error!("downstream filter: {detail}");
+    reply_error(host, &GatewayError::Misconfigured { detail: "internal error in the gateway filter".into() })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes `%XX` escapes (model ids such as `org%2Fmodel` in `/v1/models/{id}`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+use super::*;
+use crate::config::{self, PluginConfig};
+use crate::host::FakeHost;
+use crate::testing::{arb_chat_request, arb_json, fuzz_config};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn config(master_key: Option<&str>) -> Rc<DownstreamConfig> {
+    let mut doc = json!({"stage": "downstream", "models": [{"id": "demo"}, {"id": "org/model"}]});
+    if master_key.is_some() {
+        doc["master_key_env"] = json!("GW_KEY");
+    }
+    let key = master_key.map(str::to_string);
+    let env = move |name: &str| (name == "GW_KEY").then(|| key.clone()).flatten();
+    match config::parse(doc.to_string().as_bytes(), &env, 1_700_000_000).unwrap() {
+        PluginConfig::Downstream(c) => Rc::new(c),
+        PluginConfig::Upstream(_) => panic!("expected a downstream config"),
+    }
+}
+
+/// Runs a whole request through the exchange; returns the host afterwards and the
+/// flow of the last callback.
+fn run(cfg: Rc<DownstreamConfig>, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (FakeHost, Flow) {
+    let mut headers = vec![(":method", method), (":path", path)];
+    headers.extend_from_slice(extra);
+    let host = FakeHost::with_request(&headers, body);
+    let mut ex = DownstreamExchange::new(cfg);
+    let mut flow = ex.on_request_headers(&host, body.is_empty());
+    if flow == Flow::Pause && host.local_reply.borrow().is_none() {
+        flow = ex.on_request_body(&host, body.len() / 2, false);
+        assert_eq!(flow, Flow::Pause, "must buffer until end of stream");
+        flow = ex.on_request_body(&host, body.len(), true);
+    }
+    (host, flow)
+}
+
+const CHAT: &[u8] = br#"{"model":"demo","messages":[{"role":"user","content":"hi"}]}"#;
+
+#[test]
+fn valid_chat_request_is_routed_by_model_and_loses_client_credentials() {
+    let creds = [("authorization", "Bearer sk-client"), ("x-api-key", "k"), ("openai-organization", "org-1")];
+    let (host, flow) = run(config(None), "POST", "/v1/chat/completions", &creds, CHAT);
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.local_reply.borrow().is_none());
+    assert_eq!(host.request_header(ROUTE_HEADER).as_deref(), Some("demo"));
+    for (name, _) in creds {
+        assert_eq!(host.request_header(name), None, "{name} must not travel upstream");
+    }
+}
+
+#[test]
+fn paths_without_v1_and_with_query_strings_are_accepted() {
+    for path in ["/chat/completions", "/v1/chat/completions?api-version=1", "/v1/chat/completions/"] {
+        let (host, flow) = run(config(None), "POST", path, &[], CHAT);
+        assert_eq!(flow, Flow::Continue, "{path}");
+        assert_eq!(host.request_header(ROUTE_HEADER).as_deref(), Some("demo"), "{path}");
+    }
+}
+
+#[test]
+fn client_supplied_route_header_is_overwritten() {
+    let (host, _) = run(config(None), "POST", "/v1/chat/completions", &[(ROUTE_HEADER, "org/model")], CHAT);
+    assert_eq!(host.request_header(ROUTE_HEADER).as_deref(), Some("demo"));
+}
+
+#[test]
+fn local_answers_and_errors() {
+    let cases: Vec<(&str, &str, &[u8], u16, Value)> = vec![
+        ("GET", "/v1/models", b"", 200, json!("list")),
+        ("GET", "/models", b"", 200, json!("list")),
+        ("GET", "/v1/models/demo", b"", 200, json!("model")),
+        ("GET", "/v1/models/org%2Fmodel", b"", 200, json!("model")),
+        ("GET", "/v1/models/org/model", b"", 200, json!("model")),
+        ("GET", "/v1/models/nope", b"", 404, json!("model_not_found")),
+        ("POST", "/v1/models", b"{}", 405, json!("method_not_allowed")),
+        ("GET", "/v1/chat/completions", b"", 405, json!("method_not_allowed")),
+        ("POST", "/v1/unknown", b"{}", 404, json!("unknown_url")),
+        ("GET", "/", b"", 404, json!("unknown_url")),
+        ("POST", "/v1/chat/completions", b"", 400, json!("invalid_json")),
+        ("POST", "/v1/chat/completions", b"{oops", 400, json!("invalid_json")),
+        (
+            "POST",
+            "/v1/chat/completions",
+            br#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#,
+            404,
+            json!("model_not_found"),
+        ),
+        ("POST", "/v1/chat/completions", br#"{"model":"demo","messages":[]}"#, 400, json!("empty_array")),
+        ("POST", "/v1/chat/completions", br#"{"model":"demo"}"#, 400, json!("missing_required_parameter")),
+    ];
+    for (method, path, body, status, marker) in cases {
+        let (host, flow) = run(config(None), method, path, &[], body);
+        assert_eq!(flow, Flow::Pause, "{method} {path}");
+        let (got_status, reply) = host.reply().unwrap_or_else(|| panic!("no reply for {method} {path}"));
+        assert_eq!(got_status, status, "{method} {path}: {reply}");
+        if status == 200 {
+            assert_eq!(reply["object"], marker, "{method} {path}");
+        } else {
+            assert_eq!(reply["error"]["code"], marker, "{method} {path}: {reply}");
+        }
+        assert!(host.request_header(ROUTE_HEADER).is_none(), "{method} {path} must not be routed");
+    }
+}
+
+#[test]
+fn model_list_has_openai_shape() {
+    let (host, _) = run(config(None), "GET", "/v1/models", &[], b"");
+    let (_, list) = host.reply().unwrap();
+    assert_eq!(
+        list,
+        json!({"object": "list", "data": [
+            {"id": "demo", "object": "model", "created": 1_700_000_000, "owned_by": "switchyard"},
+            {"id": "org/model", "object": "model", "created": 1_700_000_000, "owned_by": "switchyard"},
+        ]})
+    );
+}
+
+#[test]
+fn master_key_is_required_when_configured() {
+    let cfg = config(Some("sk-gateway"));
+    let good: [&[(&str, &str)]; 3] =
+        [&[("authorization", "Bearer sk-gateway")], &[("x-api-key", "sk-gateway")], &[("api-key", "sk-gateway")]];
+    for headers in good {
+        let (host, flow) = run(cfg.clone(), "POST", "/v1/chat/completions", headers, CHAT);
+        assert_eq!(flow, Flow::Continue, "{headers:?}");
+        assert_eq!(host.request_header("authorization"), None);
+    }
+    let bad: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("authorization", "Bearer sk-wrong")],
+        &[("authorization", "Basic sk-gateway")],
+        &[("authorization", "Bearer sk-gatewayX")],
+    ];
+    for headers in bad {
+        for (method, path) in [("POST", "/v1/chat/completions"), ("GET", "/v1/models")] {
+            let (host, _) = run(cfg.clone(), method, path, headers, CHAT);
+            let (status, reply) = host.reply().unwrap();
+            assert_eq!(status, 401, "{headers:?} {path}");
+            assert_eq!(reply["error"]["type"], "authentication_error");
+            assert!(!reply.to_string().contains("sk-gateway"), "the expected key must not be echoed");
+        }
+    }
+}
+
+#[test]
+fn percent_decoding() {
+    assert_eq!(percent_decode("a%2Fb%20c"), "a/b c");
+    assert_eq!(percent_decode("bad%zz%2"), "bad%zz%2");
+    assert_eq!(percent_decode("%ff"), "\u{fffd}");
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Whatever the body, the request is either routed to a served model or answered
+    /// locally with an OpenAI error; never a panic, never routed unvalidated.
+    #[test]
+    fn any_body_is_routed_or_answered(value in prop_oneof![arb_json(), arb_chat_request()], raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+        for body in [value.to_string().into_bytes(), raw.clone()] {
+            let (host, flow) = run(config(None), "POST", "/v1/chat/completions", &[], &body);
+            match host.reply() {
+                Some((status, reply)) => {
+                    prop_assert_eq!(flow, Flow::Pause);
+                    prop_assert!((400..500).contains(&status));
+                    prop_assert!(reply["error"]["message"].is_string());
+                }
+                None => {
+                    prop_assert_eq!(flow, Flow::Continue);
+                    prop_assert_eq!(host.request_header(ROUTE_HEADER), Some("demo".to_string()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+use super::*;
+use crate::config::UpstreamConfig;
+use crate::endpoint::Endpoint;
+use crate::providers::Provider;
+use crate::testing::{arb_chat_request, arb_json, fuzz_config};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        provider: Provider::Anthropic,
+        model: Some("claude-x".into()),
+        api_key_env: None,
+        authority: "api.anthropic.com".into(),
+        base_path: String::new(),
+        max_tokens: None,
+    }
+}
+
+fn translate(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
+    let ep = endpoint();
+    let config = UpstreamConfig::default();
+    Anthropic.chat_request(&RequestContext { endpoint: &ep, config: &config }, body)
+}
+
+#[test]
+fn data_urls() {
+    assert_eq!(parse_data_url("data:image/png;base64,AAAA"), Some(("image/png", "AAAA")));
+    assert_eq!(parse_data_url("data:image/png;base64,"), None);
+    assert_eq!(parse_data_url("data:;base64,AAAA"), None);
+    assert_eq!(parse_data_url("data:image/png,AAAA"), None);
+    assert_eq!(parse_data_url("https://x/y.png"), None);
+}
+
+#[test]
+fn tool_use_ids_are_kept_when_valid_and_mapped_stably_otherwise() {
+    assert_eq!(tool_use_id("toolu_01-Ab"), "toolu_01-Ab");
+    let mapped = tool_use_id("call.123:x");
+    assert!(mapped.starts_with("toolu_") && mapped.len() == 17, "{mapped}");
+    assert!(mapped.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    assert_eq!(mapped, tool_use_id("call.123:x"), "must be deterministic");
+    assert_ne!(mapped, tool_use_id("call.124:x"));
+    assert_ne!(tool_use_id(""), "");
+}
+
+#[test]
+fn tool_arguments_must_be_objects() {
+    assert_eq!(tool_arguments("").map(RawValue::get), Some("{}"));
+    assert_eq!(tool_arguments("  ").map(RawValue::get), Some("{}"));
+    assert_eq!(tool_arguments(r#"{"a":1}"#).map(RawValue::get), Some(r#"{"a":1}"#));
+    for bad in ["[1]", "1", "\"s\"", "{", "null"] {
+        assert!(tool_arguments(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn sent_body_is_exactly_what_anthropic_accepts_at_top_level() {
+    // Every key the adapter can emit must be a Messages API request field.
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"top_p":0.5,
+        "stop":["x"],"user":"u","reasoning_effort":"low","tools":[{"type":"function","function":{"name":"f"}}],
+        "tool_choice":"auto","seed":1,"logit_bias":{}}"#;
+    let out = translate(body).unwrap();
+    let sent: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
+    let allowed = [
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "stream",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+    ];
+    for key in sent.as_object().unwrap().keys() {
+        assert!(allowed.contains(&key.as_str()), "{key} is not an Anthropic request field");
+    }
+}
+
+fn assert_openai_error(err: &GatewayError) {
+    let v: Value = serde_json::from_slice(&err.body()).unwrap();
+    assert!(v["error"]["message"].is_string());
+    assert!((400..600).contains(&err.status()));
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    #[test]
+    fn request_translation_never_panics_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Err(e) = translate(&body) { assert_openai_error(&e) }
+    }
+
+    #[test]
+    fn request_translation_never_panics_on_json(value in arb_json()) {
+        if let Err(e) = translate(value.to_string().as_bytes()) { assert_openai_error(&e) }
+    }
+
+    #[test]
+    fn near_valid_requests_translate_to_valid_json_or_a_clean_error(value in arb_chat_request()) {
+        match translate(value.to_string().as_bytes()) {
+            Ok(out) => {
+                let sent: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
+                prop_assert!(sent["max_tokens"].as_u64().is_some_and(|n| n >= 1));
+                prop_assert!(sent["messages"].as_array().is_some_and(|m| !m.is_empty()));
+                prop_assert_eq!(&sent["messages"][0]["role"], "user");
+            }
+            Err(e) => assert_openai_error(&e),
+        }
+    }
+
+    #[test]
+    fn response_translation_always_yields_openai_json(status in prop_oneof![Just(200u16), 100u16..600], value in arb_json(), raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let ctx = ResponseContext { created: 1, api_key: Some("sk-secret-key") };
+        for body in [value.to_string().into_bytes(), raw.clone()] {
+            let out = Anthropic.chat_response(&ctx, status, &body);
+            let v: Value = serde_json::from_slice(&out.body).unwrap();
+            prop_assert!(v.get("error").is_some() || v["object"] == "chat.completion");
+            prop_assert!((200..600).contains(&out.status));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Anthropic Messages API wire types (https://docs.claude.com/en/api/messages).
+//! The request side borrows from the parsed OpenAI request it was built from.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+#[derive(Debug, Serialize)]
+pub struct MessagesRequest<'r> {
+    pub model: &'r str,
+    pub max_tokens: u32,
+    pub messages: Vec<Turn<'r>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub system: Vec<TextBlock<'r>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop_sequences: Vec<&'r str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata<'r>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDef<'r>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice<'r>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnRole {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Turn<'r> {
+    pub role: TurnRole,
+    pub content: Vec<Block<'r>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TextBlock<'r> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: &'r str,
+}
+
+impl<'r> TextBlock<'r> {
+    pub fn new(text: &'r str) -> Self {
+        TextBlock { kind: "text", text }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block<'r> {
+    Text {
+        text: &'r str,
+    },
+    Image {
+        source: Source<'r>,
+    },
+    Document {
+        source: Source<'r>,
+    },
+    ToolUse {
+        id: Cow<'r, str>,
+        name: &'r str,
+        input: &'r RawValue,
+    },
+    ToolResult {
+        tool_use_id: Cow<'r, str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        content: Vec<Block<'r>>,
+    },
+}
+
+impl Block<'_> {
+    pub fn is_tool_result(&self) -> bool {
+        matches!(self, Block::ToolResult { .. })
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Source<'r> {
+    Base64 { media_type: &'r str, data: &'r str },
+    Url { url: &'r str },
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metadata<'r> {
+    pub user_id: &'r str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolDef<'r> {
+    pub name: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'r str>,
+    pub input_schema: InputSchema<'r>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum InputSchema<'r> {
+    Given(&'r RawValue),
+    /// `{"type":"object","properties":{}}`: the API requires a schema even for tools
+    /// that take no arguments.
+    Empty(EmptyObjectSchema),
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmptyObjectSchema {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: Empty,
+}
+
+impl Default for EmptyObjectSchema {
+    fn default() -> Self {
+        EmptyObjectSchema { kind: "object", properties: Empty {} }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ToolChoice<'r> {
+    Auto {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    Any {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    None,
+    Tool {
+        name: &'r str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Thinking {
+    Enabled { budget_tokens: u32 },
+}
+
+// ---------------------------------------------------------------------------------
+// Response side.
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesResponse<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub content: Vec<ResponseBlock<'a>>,
+    #[serde(default, borrow)]
+    pub stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// One content block of a response. A flat struct rather than a tagged enum: serde's
+/// tagged enums buffer their input, which would copy every string and break `RawValue`.
+#[derive(Debug, Deserialize)]
+pub struct ResponseBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub input: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub thinking: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorResponse<'a> {
+    #[serde(borrow)]
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorDetail<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+}

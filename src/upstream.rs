@@ -1,0 +1,193 @@
+//! The upstream filter, once per attempt, after Envoy picked the endpoint: read the
+//! deployment from the endpoint's metadata, translate the request for its provider,
+//! and translate the provider's answer back. A retry that lands on another provider
+//! is translated for that provider.
+
+use std::rc::Rc;
+
+use crate::config::{UpstreamConfig, ROUTE_HEADER};
+use crate::downstream::CLIENT_CREDENTIAL_HEADERS;
+use crate::endpoint::{Endpoint, METADATA_NAMESPACE};
+use crate::error::GatewayError;
+use crate::host::{Flow, Host};
+use crate::providers::{canonical_error, RequestContext, ResponseContext, ResponseHandling};
+
+pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
+
+pub struct UpstreamExchange {
+    config: Rc<UpstreamConfig>,
+    endpoint: Option<Endpoint>,
+    api_key: Option<String>,
+    dropped_params: Vec<String>,
+    response_status: u16,
+    handling: ResponseHandling,
+}
+
+impl UpstreamExchange {
+    pub fn new(config: Rc<UpstreamConfig>) -> Self {
+        UpstreamExchange {
+            config,
+            endpoint: None,
+            api_key: None,
+            dropped_params: Vec::new(),
+            response_status: 0,
+            handling: ResponseHandling::PassThrough,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
+        let path = ["xds", "upstream_host_metadata", "filter_metadata", METADATA_NAMESPACE];
+        let endpoint = match host.property(&path) {
+            Ok(Some(bytes)) => Endpoint::from_metadata(&bytes),
+            Ok(None) => Err("the endpoint has no switchyard metadata".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let endpoint = match endpoint {
+            Ok(ep) => ep,
+            Err(detail) => return misconfigured(host, format!("the selected deployment is misconfigured: {detail}")),
+        };
+        if let Some(var) = &endpoint.api_key_env {
+            match host.env(var).filter(|k| !k.is_empty()) {
+                Some(key) => self.api_key = Some(key),
+                None => {
+                    return misconfigured(
+                        host,
+                        format!("the {} deployment's API key variable {var} is not set", endpoint.provider.name()),
+                    )
+                }
+            }
+        }
+        self.endpoint = Some(endpoint);
+        if end_of_stream {
+            return self.on_request_body(host, 0, true);
+        }
+        Flow::Pause
+    }
+
+    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(endpoint) = &self.endpoint else {
+            return Flow::Continue;
+        };
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let body = match host.request_body(body_size) {
+            Ok(b) => b,
+            Err(e) => return misconfigured(host, e.to_string()),
+        };
+        let adapter = endpoint.provider.adapter();
+        let ctx = RequestContext { endpoint, config: &self.config };
+        let translated = match adapter.chat_request(&ctx, &body) {
+            Ok(t) => t,
+            Err(err) => return reply_error(host, &err),
+        };
+        let content_length = match &translated.body {
+            Some(new_body) => {
+                if let Err(e) = host.set_request_body(body.len(), new_body) {
+                    return misconfigured(host, e.to_string());
+                }
+                new_body.len()
+            }
+            None => body.len(),
+        };
+        let auth = self.api_key.as_deref().map(|key| adapter.auth().header(key));
+        let mut set: Vec<(&str, &str)> = vec![(":path", &translated.path), (":authority", &endpoint.authority)];
+        let content_length = content_length.to_string();
+        set.push(("content-length", &content_length));
+        if let Some((name, value)) = &auth {
+            set.push((name, value));
+        }
+        set.extend(translated.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        // Client credentials were stripped downstream; removing them again here keeps
+        // that true even if the downstream filter is bypassed or misconfigured.
+        let auth_name = auth.as_ref().map(|(name, _)| *name);
+        let mut remove: Vec<&str> = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| Some(*h) != auth_name).collect();
+        // The provider must answer uncompressed: its body is read and rewritten here.
+        remove.extend([ROUTE_HEADER, "accept-encoding"]);
+        for (name, value) in set {
+            if let Err(e) = host.set_request_header(name, value) {
+                return misconfigured(host, e.to_string());
+            }
+        }
+        for name in remove {
+            if let Err(e) = host.remove_request_header(name) {
+                return misconfigured(host, e.to_string());
+            }
+        }
+        self.dropped_params = translated.dropped_params;
+        Flow::Continue
+    }
+
+    pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
+        let Some(endpoint) = &self.endpoint else {
+            return Flow::Continue;
+        };
+        let status = host.response_header(":status").ok().flatten().and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        self.response_status = status;
+        self.handling = endpoint.provider.adapter().response_handling(status);
+        if self.handling == ResponseHandling::PassThrough {
+            self.mark_dropped(host);
+            return Flow::Continue;
+        }
+        if end_of_stream {
+            // A body-less answer has no body to rewrite; its status still must not be
+            // one clients misread (529).
+            let (mapped, _, _) = canonical_error(status);
+            if mapped != status {
+                let _ = host.set_response_header(":status", &mapped.to_string());
+            }
+            return Flow::Continue;
+        }
+        Flow::Pause
+    }
+
+    pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(endpoint) = &self.endpoint else {
+            return Flow::Continue;
+        };
+        if self.handling == ResponseHandling::PassThrough {
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let body = match host.response_body(body_size) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("upstream filter: {e}");
+                return Flow::Continue;
+            }
+        };
+        let ctx = ResponseContext { created: host.now_unix(), api_key: self.api_key.as_deref() };
+        let out = endpoint.provider.adapter().chat_response(&ctx, self.response_status, &body);
+        let result = host
+            .set_response_body(body.len(), &out.body)
+            .and_then(|()| host.set_response_header(":status", &out.status.to_string()))
+            .and_then(|()| host.set_response_header("content-length", &out.body.len().to_string()))
+            .and_then(|()| host.set_response_header("content-type", "application/json"));
+        if let Err(e) = result {
+            log::error!("upstream filter: could not write the translated response: {e}");
+        }
+        self.mark_dropped(host);
+        Flow::Continue
+    }
+
+    /// Tells the client which of its parameters the provider could not take.
+    fn mark_dropped(&self, host: &dyn Host) {
+        if !self.dropped_params.is_empty() {
+            let _ = host.set_response_header(DROPPED_PARAMS_HEADER, &self.dropped_params.join(","));
+        }
+    }
+}
+
+fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {
+    crate::downstream::reply_error(host, err)
+}
+
+fn misconfigured(host: &dyn Host, detail: String) -> Flow {
+    log::error!("upstream filter: {detail}");
+    reply_error(host, &GatewayError::Misconfigured { detail })
+}
+
+#[cfg(test)]
+mod tests;

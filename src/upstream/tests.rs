@@ -1,0 +1,172 @@
+use super::*;
+use crate::host::FakeHost;
+use crate::pairs;
+use serde_json::{json, Value};
+
+const METADATA_PATH: &str = "xds.upstream_host_metadata.filter_metadata.switchyard";
+
+fn host_for(metadata: &[(&str, &str)], env: &[(&str, &str)], body: &Value) -> FakeHost {
+    let mut host = FakeHost::with_request(
+        &[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "gateway.local"),
+            ("content-length", "999"),
+            (ROUTE_HEADER, "claude"),
+            ("accept-encoding", "gzip"),
+            ("authorization", "Bearer sk-client-should-vanish"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    if !metadata.is_empty() {
+        host.properties.insert(METADATA_PATH.into(), pairs::encode(metadata));
+    }
+    host.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    host.now = 1_700_000_000;
+    host
+}
+
+fn anthropic_meta() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("provider", "anthropic"),
+        ("model", "claude-sonnet-4-5"),
+        ("api_key_env", "ANTHROPIC_API_KEY"),
+        ("api_base", "https://api.anthropic.com"),
+    ]
+}
+
+fn chat() -> Value {
+    json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "seed": 1})
+}
+
+fn send_request(host: &FakeHost) -> (UpstreamExchange, Flow) {
+    let mut ex = UpstreamExchange::new(Rc::new(UpstreamConfig::default()));
+    let flow = ex.on_request_headers(host, false);
+    if host.local_reply.borrow().is_some() {
+        return (ex, flow);
+    }
+    assert_eq!(flow, Flow::Pause);
+    let size = host.request_body.borrow().len();
+    assert_eq!(ex.on_request_body(host, size / 2, false), Flow::Pause);
+    let flow = ex.on_request_body(host, size, true);
+    (ex, flow)
+}
+
+#[test]
+fn request_is_translated_for_the_endpoint_provider() {
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
+    let (_, flow) = send_request(&host);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.request_header(":path").as_deref(), Some("/v1/messages"));
+    assert_eq!(host.request_header(":authority").as_deref(), Some("api.anthropic.com"));
+    assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
+    assert_eq!(host.request_header("anthropic-version").as_deref(), Some("2023-06-01"));
+    for gone in ["authorization", ROUTE_HEADER, "accept-encoding"] {
+        assert_eq!(host.request_header(gone), None, "{gone}");
+    }
+    let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(body["model"], "claude-sonnet-4-5");
+    assert_eq!(body["max_tokens"], 4096);
+    assert_eq!(
+        host.request_header("content-length").unwrap(),
+        host.request_body.borrow().len().to_string(),
+        "content-length must match the rewritten body"
+    );
+}
+
+#[test]
+fn response_is_translated_and_dropped_params_reported() {
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-length".into(), "10".into())];
+    let anthropic = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 3, "output_tokens": 1}
+    });
+    *host.response_body.borrow_mut() = anthropic.to_string().into_bytes();
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
+    assert_eq!(ex.on_response_body(&host, 5, false), Flow::Pause);
+    let size = host.response_body.borrow().len();
+    assert_eq!(ex.on_response_body(&host, size, true), Flow::Continue);
+    let out: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(out["object"], "chat.completion");
+    assert_eq!(out["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(out["created"], 1_700_000_000);
+    assert_eq!(host.response_header_value("content-length").unwrap(), host.response_body.borrow().len().to_string());
+    assert_eq!(host.response_header_value("content-type").as_deref(), Some("application/json"));
+    assert_eq!(host.response_header_value(DROPPED_PARAMS_HEADER).as_deref(), Some("seed"));
+}
+
+#[test]
+fn overloaded_provider_becomes_503_with_openai_body() {
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "529".into())];
+    *host.response_body.borrow_mut() =
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.to_vec();
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
+    let size = host.response_body.borrow().len();
+    ex.on_response_body(&host, size, true);
+    assert_eq!(host.response_header_value(":status").as_deref(), Some("503"));
+    let out: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(out["error"]["code"], "overloaded");
+}
+
+#[test]
+fn body_less_error_still_gets_a_status_clients_understand() {
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "k")], &chat());
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "529".into())];
+    assert_eq!(ex.on_response_headers(&host, true), Flow::Continue);
+    assert_eq!(host.response_header_value(":status").as_deref(), Some("503"));
+}
+
+#[test]
+fn openai_success_passes_through_untouched() {
+    let meta = [("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "OPENAI_API_KEY")];
+    let host = host_for(&meta, &[("OPENAI_API_KEY", "sk-openai")], &chat());
+    let (mut ex, flow) = send_request(&host);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.request_header("authorization").as_deref(), Some("Bearer sk-openai"));
+    assert_eq!(host.request_header(":path").as_deref(), Some("/v1/chat/completions"));
+    assert_eq!(host.request_header(":authority").as_deref(), Some("api.openai.com"));
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    *host.response_body.borrow_mut() = b"{\"untouched\":true}".to_vec();
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Continue);
+    assert_eq!(ex.on_response_body(&host, 18, true), Flow::Continue);
+    assert_eq!(&*host.response_body.borrow(), b"{\"untouched\":true}");
+}
+
+#[test]
+fn misconfigured_deployments_fail_cleanly_without_leaking() {
+    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, &str)> = vec![
+        (vec![], vec![], "no switchyard metadata"),
+        (vec![("provider", "pigeon")], vec![], "unknown provider"),
+        (anthropic_meta(), vec![], "ANTHROPIC_API_KEY is not set"),
+        (anthropic_meta(), vec![("ANTHROPIC_API_KEY", "")], "ANTHROPIC_API_KEY is not set"),
+    ];
+    for (meta, env, expected) in cases {
+        let host = host_for(&meta, &env, &chat());
+        let (_, flow) = send_request(&host);
+        assert_eq!(flow, Flow::Pause);
+        let (status, reply) = host.reply().unwrap();
+        assert_eq!(status, 500);
+        assert_eq!(reply["error"]["code"], "gateway_misconfigured");
+        assert!(reply["error"]["message"].as_str().unwrap().contains(expected), "{reply}");
+    }
+}
+
+#[test]
+fn translation_errors_are_local_replies() {
+    let host = host_for(
+        &anthropic_meta(),
+        &[("ANTHROPIC_API_KEY", "k")],
+        &json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "n": 3}),
+    );
+    let (_, flow) = send_request(&host);
+    assert_eq!(flow, Flow::Pause);
+    let (status, reply) = host.reply().unwrap();
+    assert_eq!((status, reply["error"]["param"].as_str()), (400, Some("n")));
+}

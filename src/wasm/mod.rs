@@ -1,0 +1,182 @@
+//! The Envoy glue: the only module that knows proxy-wasm. Root contexts load the
+//! configuration; HTTP contexts forward each callback to the per-request state machine
+//! with a [`WasmHost`]. No business logic lives here.
+
+mod abi;
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
+use crate::downstream::DownstreamExchange;
+use crate::host::{Flow, Host, HostResult};
+use crate::upstream::UpstreamExchange;
+
+proxy_wasm::main! {{
+    let _ = log::set_logger(&HOST_LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stage: None }) });
+}}
+
+struct HostLogger;
+static HOST_LOGGER: HostLogger = HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        abi::log(level as u32, &record.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+enum Stage {
+    Downstream(Rc<DownstreamConfig>),
+    Upstream(Rc<UpstreamConfig>),
+}
+
+struct Root {
+    stage: Option<Stage>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, plugin_configuration_size) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("switchyard: cannot read the plugin configuration: {e}");
+                return false;
+            }
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        match config::parse(&bytes, &env, now_unix()) {
+            Ok(PluginConfig::Downstream(c)) => {
+                log::info!("switchyard downstream filter configured with {} models", c.models().len());
+                self.stage = Some(Stage::Downstream(Rc::new(c)));
+                true
+            }
+            Ok(PluginConfig::Upstream(c)) => {
+                self.stage = Some(Stage::Upstream(Rc::new(c)));
+                true
+            }
+            Err(errors) => {
+                for e in errors {
+                    log::error!("switchyard configuration error: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.stage {
+            Some(Stage::Downstream(c)) => Some(Box::new(DownstreamHttp(DownstreamExchange::new(Rc::clone(c))))),
+            Some(Stage::Upstream(c)) => Some(Box::new(UpstreamHttp(UpstreamExchange::new(Rc::clone(c))))),
+            None => None,
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn now_unix() -> u64 {
+    abi::now_nanos() / 1_000_000_000
+}
+
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
+
+struct DownstreamHttp(DownstreamExchange);
+
+impl Context for DownstreamHttp {}
+
+impl HttpContext for DownstreamHttp {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+    }
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+    }
+}
+
+struct UpstreamHttp(UpstreamExchange);
+
+impl Context for UpstreamHttp {}
+
+impl HttpContext for UpstreamHttp {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+    }
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+    }
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&WasmHost, end_of_stream))
+    }
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_body(&WasmHost, body_size, end_of_stream))
+    }
+}
+
+/// [`Host`] over the raw host calls of the current HTTP context.
+struct WasmHost;
+
+impl Host for WasmHost {
+    fn request_headers(&self) -> HostResult<Vec<(String, String)>> {
+        abi::get_map(abi::MAP_REQUEST_HEADERS)
+    }
+    fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
+        abi::replace_map_value(abi::MAP_REQUEST_HEADERS, name, value)
+    }
+    fn remove_request_header(&self, name: &str) -> HostResult<()> {
+        abi::remove_map_value(abi::MAP_REQUEST_HEADERS, name)
+    }
+    fn request_body(&self, size: usize) -> HostResult<Vec<u8>> {
+        abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, size)
+    }
+    fn set_request_body(&self, current_size: usize, body: &[u8]) -> HostResult<()> {
+        abi::replace_buffer(abi::BUFFER_REQUEST_BODY, current_size, body)
+    }
+    fn response_header(&self, name: &str) -> HostResult<Option<String>> {
+        abi::get_map_value(abi::MAP_RESPONSE_HEADERS, name)
+    }
+    fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+        abi::replace_map_value(abi::MAP_RESPONSE_HEADERS, name, value)
+    }
+    fn response_body(&self, size: usize) -> HostResult<Vec<u8>> {
+        abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, size)
+    }
+    fn set_response_body(&self, current_size: usize, body: &[u8]) -> HostResult<()> {
+        abi::replace_buffer(abi::BUFFER_RESPONSE_BODY, current_size, body)
+    }
+    fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+        abi::get_property(path)
+    }
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+        abi::send_local_response(status, headers, body)
+    }
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn now_unix(&self) -> u64 {
+        now_unix()
+    }
+}

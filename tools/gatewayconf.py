@@ -1,0 +1,243 @@
+"""Load, adapt and check Switchyard's Envoy configuration.
+
+`envoy/gateway.yaml` is a complete, valid Envoy config. This module adapts a copy of
+it for a run (ports, the .wasm path, where the demo provider listens) or for a test
+(replacing the model groups with ones pointing at mock providers), and lints the
+invariants Envoy cannot check itself: every model the downstream filter serves has a
+route and a cluster, every endpoint's metadata names a known provider, and every key
+variable an endpoint names is passed to the VM.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "envoy" / "gateway.yaml"
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "switchyard.wasm"
+
+ROUTE_HEADER = "x-switchyard-model"
+METADATA_NAMESPACE = "switchyard"
+PROVIDERS = {"openai", "anthropic"}
+METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens"}
+WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def load(path: Path = SHIPPED) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def write(doc: dict, path: Path) -> Path:
+    """Writes JSON: Envoy reads it, and YAML anchors need no care."""
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+# --- navigation -------------------------------------------------------------------
+
+
+def _listener(doc: dict) -> dict:
+    return doc["static_resources"]["listeners"][0]
+
+
+def _hcm(doc: dict) -> dict:
+    return _listener(doc)["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _wasm_filters(doc: dict) -> list[dict]:
+    """Every Wasm plugin config in the document: downstream first, then per cluster."""
+    found = [f["typed_config"]["config"] for f in _hcm(doc)["http_filters"]
+             if f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE]
+    for cluster in doc["static_resources"]["clusters"]:
+        for f in _upstream_filters(cluster):
+            if f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE:
+                found.append(f["typed_config"]["config"])
+    return found
+
+
+def _upstream_filters(cluster: dict) -> list[dict]:
+    options = cluster.get("typed_extension_protocol_options", {}).get(PROTOCOL_OPTIONS, {})
+    return options.get("http_filters", [])
+
+
+def downstream_config(doc: dict) -> dict:
+    for plugin in _wasm_filters(doc):
+        value = plugin["configuration"]["value"]
+        if value.get("stage") == "downstream":
+            return value
+    raise ValueError("no downstream Switchyard filter in the HCM")
+
+
+def routes(doc: dict) -> list[dict]:
+    return _hcm(doc)["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def route_model(route: dict) -> str | None:
+    for h in route.get("match", {}).get("headers", []):
+        if h.get("name") == ROUTE_HEADER:
+            return h.get("string_match", {}).get("exact")
+    return None
+
+
+def cluster(doc: dict, name: str) -> dict:
+    for c in doc["static_resources"]["clusters"]:
+        if c["name"] == name:
+            return c
+    raise KeyError(name)
+
+
+def endpoints(c: dict) -> list[dict]:
+    return [lb for group in c["load_assignment"]["endpoints"] for lb in group["lb_endpoints"]]
+
+
+def endpoint_metadata(lb_endpoint: dict) -> dict | None:
+    return lb_endpoint.get("metadata", {}).get("filter_metadata", {}).get(METADATA_NAMESPACE)
+
+
+# --- adapting a copy --------------------------------------------------------------
+
+
+def set_ports(doc: dict, gateway_port: int, admin_port: int) -> None:
+    _listener(doc)["address"]["socket_address"]["port_value"] = gateway_port
+    doc["admin"]["address"]["socket_address"]["port_value"] = admin_port
+
+
+def set_wasm_path(doc: dict, wasm: Path = WASM) -> None:
+    for plugin in _wasm_filters(doc):
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
+
+
+def point_endpoint(doc: dict, cluster_name: str, host: str, port: int) -> None:
+    """Points a cluster's (single) static endpoint at host:port, api_base included."""
+    lb = endpoints(cluster(doc, cluster_name))[0]
+    lb["endpoint"]["address"]["socket_address"].update(address=host, port_value=port)
+    meta = endpoint_metadata(lb)
+    if meta is not None and "api_base" in meta:
+        scheme = meta["api_base"].split("://", 1)[0]
+        meta["api_base"] = f"{scheme}://{host}:{port}"
+
+
+@dataclass
+class Deployment:
+    """One endpoint of a model group, served by a (mock) provider on loopback."""
+
+    provider: str
+    port: int
+    model: str | None = None
+    api_key_env: str | None = None
+    api_base_path: str = ""
+    host: str = "127.0.0.1"
+    extra: dict = field(default_factory=dict)
+
+    def metadata(self) -> dict:
+        meta = {"provider": self.provider, "api_base": f"http://{self.host}:{self.port}{self.api_base_path}"}
+        if self.model:
+            meta["model"] = self.model
+        if self.api_key_env:
+            meta["api_key_env"] = self.api_key_env
+        meta.update(self.extra)
+        return meta
+
+
+@dataclass
+class ModelGroup:
+    name: str
+    deployments: list[Deployment]
+    route_timeout: str = "600s"
+    connect_timeout: str = "1s"
+
+
+def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str] = ()) -> None:
+    """Swaps the shipped model groups for `groups`, keeping the shipped listener,
+    filters and cluster template, so tests run the configuration users run."""
+    template = cluster(doc, "model.demo")
+    clusters, route_list, models = [], [], []
+    for g in groups:
+        c = copy.deepcopy(template)
+        c["name"] = f"model.{g.name}"
+        c["connect_timeout"] = g.connect_timeout
+        c["load_assignment"] = {
+            "cluster_name": c["name"],
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": d.host, "port_value": d.port}}},
+                 "metadata": {"filter_metadata": {METADATA_NAMESPACE: d.metadata()}}}
+                for d in g.deployments]}],
+        }
+        clusters.append(c)
+        route_list.append({"match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": g.name}}]},
+                           "route": {"cluster": c["name"], "timeout": g.route_timeout}})
+        models.append({"id": g.name, "owned_by": "switchyard"})
+    doc["static_resources"]["clusters"] = clusters
+    routes(doc)[:] = route_list
+    downstream_config(doc)["models"] = models
+    keys = {d.api_key_env for g in groups for d in g.deployments if d.api_key_env} | set(extra_env_keys)
+    for plugin in _wasm_filters(doc):
+        env = plugin["vm_config"].setdefault("environment_variables", {}).setdefault("host_env_keys", [])
+        env.extend(sorted(k for k in keys if k not in env))
+
+
+# --- lint -------------------------------------------------------------------------
+
+
+def lint(doc: dict) -> list[str]:
+    """Invariants Envoy does not check; an empty list means consistent."""
+    problems = []
+    served = [m["id"] for m in downstream_config(doc).get("models", [])]
+    routed = {}
+    for r in routes(doc):
+        model = route_model(r)
+        if model is None:
+            continue
+        if model in routed:
+            problems.append(f"route for model {model!r} appears twice")
+        routed[model] = r.get("route", {}).get("cluster")
+    for model in served:
+        if model not in routed:
+            problems.append(f"model {model!r} is served by the filter but has no route")
+    for model in routed:
+        if model not in served:
+            problems.append(f"route for {model!r} is unreachable: the filter does not serve that model")
+    env_keys = [set(p["vm_config"].get("environment_variables", {}).get("host_env_keys", []))
+                for p in _wasm_filters(doc)]
+    vm_configs = [json.dumps(p["vm_config"], sort_keys=True) for p in _wasm_filters(doc)]
+    if len(set(vm_configs)) > 1:
+        problems.append("the Wasm filters' vm_config differ, so they will not share one VM per worker")
+    names = {c["name"] for c in doc["static_resources"]["clusters"]}
+    for model, cluster_name in routed.items():
+        if cluster_name not in names:
+            problems.append(f"route for {model!r} points at missing cluster {cluster_name!r}")
+            continue
+        c = cluster(doc, cluster_name)
+        if not any(f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE for f in _upstream_filters(c)):
+            problems.append(f"cluster {cluster_name!r} has no Switchyard upstream filter")
+        for lb in endpoints(c):
+            meta = endpoint_metadata(lb)
+            where = f"cluster {cluster_name!r} endpoint {lb['endpoint']['address']['socket_address']}"
+            if meta is None:
+                problems.append(f"{where}: no filter_metadata.{METADATA_NAMESPACE}")
+                continue
+            if meta.get("provider") not in PROVIDERS:
+                problems.append(f"{where}: provider {meta.get('provider')!r} is not one of {sorted(PROVIDERS)}")
+            unknown = set(meta) - METADATA_KEYS
+            if unknown:
+                problems.append(f"{where}: unknown metadata keys {sorted(unknown)}")
+            key_env = meta.get("api_key_env")
+            if key_env and not all(key_env in keys for keys in env_keys):
+                problems.append(f"{where}: api_key_env {key_env} is not in every filter's host_env_keys")
+    return problems
+
+
+if __name__ == "__main__":
+    import sys
+
+    issues = lint(load(Path(sys.argv[1]) if len(sys.argv) > 1 else SHIPPED))
+    for issue in issues:
+        print(issue)
+    sys.exit(1 if issues else 0)
