@@ -13,7 +13,7 @@ CARGO   := cargo
 .PHONY: run test build setup rust-target lint unit integration clean
 
 run: setup build
-	$(PY) tools/run.py
+	exec $(PY) tools/run.py
 
 test: setup lint unit build integration
 

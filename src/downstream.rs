@@ -15,6 +15,9 @@ use crate::validate;
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"];
 
+/// Filter state key (`wasm.switchyard_model`) holding the model alias of the request.
+pub const MODEL_FILTER_STATE: &str = "switchyard_model";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
     ChatCompletions,
@@ -136,6 +139,11 @@ impl DownstreamExchange {
         };
         if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
             return internal_error(host, &e.to_string());
+        }
+        // For the access log: the upstream filter strips the route header before the
+        // request leaves, and the log reads headers after that.
+        if let Err(e) = host.set_filter_state(MODEL_FILTER_STATE, &entry.id) {
+            log::warn!("could not record the model for the access log: {e}");
         }
         for name in &self.credentials_present {
             if let Err(e) = host.remove_request_header(name) {

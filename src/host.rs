@@ -43,6 +43,9 @@ pub trait Host {
     fn set_response_body(&self, current_size: usize, body: &[u8]) -> HostResult<()>;
 
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+    /// Stores a value in the stream's filter state (`wasm.<name>`), where access logs
+    /// and later filters can read it.
+    fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()>;
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
     /// An environment variable the VM was given (`host_env_keys`).
     fn env(&self, name: &str) -> Option<String>;
@@ -67,6 +70,7 @@ mod fake {
         pub response_headers: RefCell<Vec<(String, String)>>,
         pub response_body: RefCell<Vec<u8>>,
         pub properties: BTreeMap<String, Vec<u8>>,
+        pub filter_state: RefCell<BTreeMap<String, String>>,
         pub env: BTreeMap<String, String>,
         pub local_reply: RefCell<Option<(u16, Vec<(String, String)>, Vec<u8>)>>,
         pub now: u64,
@@ -139,6 +143,10 @@ mod fake {
         }
         fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
             Ok(self.properties.get(&path.join(".")).cloned())
+        }
+        fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()> {
+            self.filter_state.borrow_mut().insert(name.to_string(), value.to_string());
+            Ok(())
         }
         fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
             let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -14,6 +14,14 @@ use crate::providers::{canonical_error, RequestContext, ResponseContext, Respons
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
 
+/// Headers Envoy adds about the client that must not reach a third-party provider.
+const PRIVATE_HEADERS: [&str; 3] = ["x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto"];
+
+/// Every provider-specific header some adapter may set. A retry starts from the header
+/// map the previous attempt edited, so an attempt to another provider must not inherit
+/// (say) an Anthropic key or version header.
+const PROVIDER_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
 pub struct UpstreamExchange {
     config: Rc<UpstreamConfig>,
     endpoint: Option<Endpoint>,
@@ -99,12 +107,17 @@ impl UpstreamExchange {
         }
         set.extend(translated.headers.iter().map(|(k, v)| (*k, v.as_str())));
         // Client credentials were stripped downstream; removing them again here keeps
-        // that true even if the downstream filter is bypassed or misconfigured.
-        let auth_name = auth.as_ref().map(|(name, _)| *name);
-        let mut remove: Vec<&str> = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| Some(*h) != auth_name).collect();
-        // The provider must answer uncompressed: its body is read and rewritten here.
-        remove.extend([ROUTE_HEADER, "accept-encoding"]);
-        for (name, value) in set {
+        // that true even if the downstream filter is bypassed or misconfigured, and
+        // clears a previous attempt's provider key. The provider must answer
+        // uncompressed (its body is read here), and client addresses are nobody's
+        // business at a third-party provider.
+        let remove = CLIENT_CREDENTIAL_HEADERS
+            .into_iter()
+            .chain(PROVIDER_HEADERS)
+            .chain(PRIVATE_HEADERS)
+            .chain([ROUTE_HEADER, "accept-encoding"])
+            .filter(|h| !set.iter().any(|(name, _)| name == h));
+        for (name, value) in &set {
             if let Err(e) = host.set_request_header(name, value) {
                 return misconfigured(host, e.to_string());
             }

@@ -15,6 +15,7 @@ fn host_for(metadata: &[(&str, &str)], env: &[(&str, &str)], body: &Value) -> Fa
             (ROUTE_HEADER, "claude"),
             ("accept-encoding", "gzip"),
             ("authorization", "Bearer sk-client-should-vanish"),
+            ("x-forwarded-for", "203.0.113.9"),
         ],
         body.to_string().as_bytes(),
     );
@@ -61,7 +62,7 @@ fn request_is_translated_for_the_endpoint_provider() {
     assert_eq!(host.request_header(":authority").as_deref(), Some("api.anthropic.com"));
     assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
     assert_eq!(host.request_header("anthropic-version").as_deref(), Some("2023-06-01"));
-    for gone in ["authorization", ROUTE_HEADER, "accept-encoding"] {
+    for gone in ["authorization", ROUTE_HEADER, "accept-encoding", "x-forwarded-for"] {
         assert_eq!(host.request_header(gone), None, "{gone}");
     }
     let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
@@ -169,4 +170,25 @@ fn translation_errors_are_local_replies() {
     assert_eq!(flow, Flow::Pause);
     let (status, reply) = host.reply().unwrap();
     assert_eq!((status, reply["error"]["param"].as_str()), (400, Some("n")));
+}
+
+#[test]
+fn a_retry_to_another_provider_does_not_inherit_the_previous_attempts_headers() {
+    // Envoy hands each attempt the header map the previous attempt edited.
+    let host =
+        host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test"), ("OPENAI_API_KEY", "sk-openai")], &chat());
+    send_request(&host);
+    assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
+    let mut retry = host;
+    retry.properties.insert(
+        METADATA_PATH.into(),
+        pairs::encode(&[("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "OPENAI_API_KEY")]),
+    );
+    *retry.request_body.borrow_mut() = chat().to_string().into_bytes();
+    let (_, flow) = send_request(&retry);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(retry.request_header("authorization").as_deref(), Some("Bearer sk-openai"));
+    assert_eq!(retry.request_header("x-api-key"), None, "the Anthropic key must not go to OpenAI");
+    assert_eq!(retry.request_header("anthropic-version"), None);
+    assert_eq!(retry.request_header(":path").as_deref(), Some("/v1/chat/completions"));
 }

@@ -61,6 +61,7 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -156,8 +157,8 @@ pub fn remove_map_value(map_type: u32, key: &str) -> HostResult<()> {
     check("remove_header_map_value", status)
 }
 
-pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
-    // The path is its segments joined by NUL.
+/// A property path is its segments joined by NUL.
+fn property_path(path: &[&str]) -> Vec<u8> {
     let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
     for (i, segment) in path.iter().enumerate() {
         if i > 0 {
@@ -165,6 +166,17 @@ pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
         }
         serialized.extend_from_slice(segment.as_bytes());
     }
+    serialized
+}
+
+pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
+    let serialized = property_path(path);
+    let status = unsafe { proxy_set_property(serialized.as_ptr(), serialized.len(), value.as_ptr(), value.len()) };
+    check("set_property", status)
+}
+
+pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+    let serialized = property_path(path);
     let mut data = null_mut();
     let mut size = 0usize;
     let status = unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };

@@ -170,6 +170,9 @@ impl Host for WasmHost {
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
         abi::get_property(path)
     }
+    fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()> {
+        abi::set_property(&[name], value.as_bytes())
+    }
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
         abi::send_local_response(status, headers, body)
     }

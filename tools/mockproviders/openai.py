@@ -1,0 +1,591 @@
+"""Strict mock of OpenAI Chat Completions: ``POST {base_path}/chat/completions`` and
+``GET {base_path}/models``.
+
+Accepted request fields are those of ``openai/types/chat/completion_create_params.py``
+(openai-python 3.54); anything else is refused with "Unrecognized request argument supplied".
+Errors use OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}`` and the API's
+wording (``Missing required parameter: 'messages'.``, ``Invalid 'temperature': decimal above
+maximum value. ...``, ``Invalid type for 'n': expected an integer, ...``). Checks run in this
+order (the API's, as far as observed): route, bearer key, JSON body, unknown arguments, model,
+messages (shape, then the tool-call flow), then the remaining parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Iterator
+
+from .base import (MockServer, RecordedRequest, Rejection, Response, estimate_tokens, random_token, truncate_reply,
+                   word_pieces)
+
+DEFAULT_MODEL = "gpt-4o-mini"
+MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini")
+SNAPSHOT_DATE = "2024-07-18"  # the API answers an alias with the dated snapshot that served it
+
+REQUEST_FIELDS = frozenset({
+    "messages", "model", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "max_completion_tokens", "max_tokens", "metadata", "modalities", "moderation", "n", "parallel_tool_calls",
+    "prediction", "presence_penalty", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
+    "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "stop", "store", "stream",
+    "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity",
+    "web_search_options",
+})
+
+# The order is the API's own in its "Supported values are: ..." message.
+ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+MESSAGE_FIELDS = {
+    "system": ("role", "content", "name"),
+    "developer": ("role", "content", "name"),
+    "user": ("role", "content", "name"),
+    "assistant": ("role", "content", "name", "tool_calls", "function_call", "refusal", "audio"),
+    "tool": ("role", "content", "tool_call_id"),
+    "function": ("role", "content", "name"),
+}
+CONTENT_PART_TYPES = {
+    "system": ("text",),
+    "developer": ("text",),
+    "tool": ("text",),
+    "assistant": ("text", "refusal"),
+    "user": ("text", "image_url", "input_audio", "file"),
+}
+FUNCTION_NAME_PATTERN = "^[a-zA-Z0-9_-]{1,64}$"
+
+MISSING_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
+    "auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're "
+    "accessing the API from your browser and are prompted for a username. You can obtain an API key from "
+    "https://platform.openai.com/account/api-keys."
+)
+UNPARSABLE_BODY_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have "
+    "trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Body builders for tests
+# ----------------------------------------------------------------------------------------------
+
+
+def openai_error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
+                      code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def sse(events: list[Any]) -> bytes:
+    """Encode chunk dicts (and ``"[DONE]"``, or raw bytes) as an OpenAI SSE stream."""
+    return b"".join(_sse_frame(event) for event in events)
+
+
+def _sse_frame(event: Any) -> bytes:
+    if isinstance(event, bytes):
+        return event
+    data = event if event == "[DONE]" else json.dumps(event, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def tool_call(name: str, arguments: dict | str, id: str | None = None) -> dict:
+    """An assistant ``tool_calls`` entry; ``arguments`` given as a dict is serialized as the API does."""
+    return {"id": id or "call_" + random_token(24), "type": "function",
+            "function": {"name": name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}}
+
+
+def mask_key(key: str) -> str:
+    """How the API echoes a wrong key: first 8 and last 4 characters, the rest starred."""
+    return key if len(key) <= 12 else key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
+def completion_chunks(completion: dict, include_usage: bool = False) -> list[Any]:
+    """The ``chat.completion.chunk`` sequence OpenAI streams for ``completion``: per choice a role
+    chunk, content and tool-call fragments and a finish chunk; then the usage chunk when asked
+    for (``choices: []``; every earlier chunk then says ``"usage": null``); then ``[DONE]``."""
+    envelope = {key: completion[key] for key in ("id", "created", "model", "service_tier", "system_fingerprint")}
+
+    def chunk(choices: list[dict], usage: dict | None = None) -> dict:
+        body = {"id": envelope["id"], "object": "chat.completion.chunk", "created": envelope["created"],
+                "model": envelope["model"], "service_tier": envelope["service_tier"],
+                "system_fingerprint": envelope["system_fingerprint"], "choices": choices}
+        return {**body, "usage": usage} if include_usage else body
+
+    def delta(index: int, content: dict, finish_reason: str | None = None) -> dict:
+        return {"index": index, "delta": content, "logprobs": None, "finish_reason": finish_reason}
+
+    chunks: list[Any] = []
+    for choice in completion["choices"]:
+        index, message = choice["index"], choice["message"]
+        chunks.append(chunk([delta(index, {"role": "assistant", "content": "", "refusal": None})]))
+        chunks += [chunk([delta(index, {"content": piece})]) for piece in word_pieces(message.get("content") or "")]
+        for position, call in enumerate(message.get("tool_calls") or []):
+            function = call["function"]
+            chunks.append(chunk([delta(index, {"tool_calls": [{"index": position, "id": call["id"], "type": "function",
+                                                               "function": {"name": function["name"],
+                                                                            "arguments": ""}}]})]))
+            arguments = function["arguments"]
+            chunks += [chunk([delta(index, {"tool_calls": [{"index": position,
+                                                            "function": {"arguments": arguments[i:i + 8]}}]})])
+                       for i in range(0, len(arguments), 8)]
+        chunks.append(chunk([delta(index, {}, choice["finish_reason"])]))
+    if include_usage:
+        chunks.append(chunk([], completion["usage"]))
+    chunks.append("[DONE]")
+    return chunks
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation primitives, worded like the API
+# ----------------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.message, self.param, self.code, self.status = message, param, code, status
+
+
+_EXPECTED = {"string": "a string", "integer": "an integer", "number": "a decimal", "boolean": "a boolean",
+             "array": "an array", "object": "an object"}
+_PYTHON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
+                 "object": dict}
+
+
+def _described(value: Any) -> str:
+    """A JSON value's type as the API names it in "but got ... instead"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    return {float: "a decimal", str: "a string", list: "an array", dict: "an object"}[type(value)]
+
+
+def _check_type(value: Any, kind: str, param: str, nullable: bool = False) -> None:
+    if value is None and nullable:
+        return
+    if (isinstance(value, bool) and kind in ("integer", "number")) or not isinstance(value, _PYTHON_TYPES[kind]):
+        raise _Invalid(f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got {_described(value)} instead.",
+                       param, "invalid_type")
+
+
+def _check_bounds(value: float, param: str, minimum: float | None = None, maximum: float | None = None,
+                  integer: bool = False) -> None:
+    kind = "integer" if integer else "decimal"
+    shown = json.dumps(value)
+    if minimum is not None and value < minimum:
+        raise _Invalid(f"Invalid '{param}': {kind} below minimum value. Expected a value >= {minimum}, but got "
+                       f"{shown} instead.", param, f"{kind}_below_min_value")
+    if maximum is not None and value > maximum:
+        raise _Invalid(f"Invalid '{param}': {kind} above maximum value. Expected a value <= {maximum}, but got "
+                       f"{shown} instead.", param, f"{kind}_above_max_value")
+
+
+def _check_choice(value: Any, allowed: tuple[str, ...], param: str) -> None:
+    if value not in allowed:
+        listed = ", ".join(f"'{item}'" for item in allowed[:-1]) + f", and '{allowed[-1]}'" \
+            if len(allowed) > 1 else f"'{allowed[0]}'"
+        raise _Invalid(f"Invalid value: '{value}'. Supported values are: {listed}.", param, "invalid_value")
+
+
+def _missing(param: str) -> _Invalid:
+    return _Invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+# ----------------------------------------------------------------------------------------------
+# Messages
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_messages(messages: Any) -> None:
+    _check_type(messages, "array", "messages")
+    if not messages:
+        raise _Invalid("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
+                       "array instead.", "messages", "empty_array")
+    for index, message in enumerate(messages):
+        _check_message(message, index)
+    _check_tool_flow(messages)
+
+
+_REQUIRED_MESSAGE_FIELDS = {"tool": ("content", "tool_call_id"), "function": ("content", "name")}
+
+
+def _check_message(message: Any, index: int) -> None:
+    at = f"messages[{index}]"
+    _check_type(message, "object", at)
+    if "role" not in message:
+        raise _missing(f"{at}.role")
+    role = message["role"]
+    _check_choice(role, ROLES, f"{at}.role")
+    unexpected = [name for name in message if name not in MESSAGE_FIELDS[role]]
+    if unexpected:
+        names = ", ".join(repr(name) for name in unexpected)
+        raise _Invalid(f"Additional properties are not allowed ({names} "
+                       f"{'was' if len(unexpected) == 1 else 'were'} unexpected) - 'messages.{index}'")
+    if role == "assistant":
+        _check_assistant(message, index)
+    else:
+        for name in _REQUIRED_MESSAGE_FIELDS.get(role, ("content",)):
+            if name not in message:
+                raise _missing(f"{at}.{name}")
+        if role == "tool":
+            _check_type(message["tool_call_id"], "string", f"{at}.tool_call_id")
+    if message.get("content") is not None or role != "assistant":
+        _check_content(message["content"], role, index)
+
+
+def _check_assistant(message: dict, index: int) -> None:
+    calls = message.get("tool_calls")
+    if message.get("content") is None and not calls and message.get("function_call") is None:
+        raise _Invalid("Invalid value for 'content': expected a string, got null.", f"messages.[{index}].content")
+    if calls is None:
+        return
+    at = f"messages[{index}].tool_calls"
+    _check_type(calls, "array", at)
+    for position, call in enumerate(calls):
+        call_at = f"{at}[{position}]"
+        _check_type(call, "object", call_at)
+        for name in ("id", "type", "function"):
+            if name not in call:
+                raise _missing(f"{call_at}.{name}")
+        _check_choice(call["type"], ("function",), f"{call_at}.type")
+        _check_type(call["function"], "object", f"{call_at}.function")
+        for name in ("name", "arguments"):
+            if name not in call["function"]:
+                raise _missing(f"{call_at}.function.{name}")
+            # arguments must stay a JSON *string*: translators that pass an object are caught here
+            _check_type(call["function"][name], "string", f"{call_at}.function.{name}")
+
+
+def _check_content(content: Any, role: str, index: int) -> None:
+    at = f"messages[{index}].content"
+    if content is None:
+        raise _Invalid("Invalid value for 'content': expected a string, got null.", f"messages.[{index}].content")
+    if isinstance(content, str):
+        return
+    _check_type(content, "array", at)
+    for position, part in enumerate(content):
+        part_at = f"{at}[{position}]"
+        _check_type(part, "object", part_at)
+        if "type" not in part:
+            raise _missing(f"{part_at}.type")
+        _check_choice(part["type"], CONTENT_PART_TYPES[role], f"{part_at}.type")
+        _check_part(part, part_at)
+
+
+def _check_part(part: dict, at: str) -> None:
+    kind = field = part["type"]  # each part carries its payload under its own type name
+    if field not in part:
+        raise _missing(f"{at}.{field}")
+    if kind in ("text", "refusal"):
+        _check_type(part[field], "string", f"{at}.{field}")
+        return
+    _check_type(part[field], "object", f"{at}.{field}")
+    if kind == "image_url":
+        if "url" not in part["image_url"]:
+            raise _missing(f"{at}.image_url.url")
+        _check_type(part["image_url"]["url"], "string", f"{at}.image_url.url")
+        if "detail" in part["image_url"]:
+            _check_choice(part["image_url"]["detail"], ("auto", "low", "high"), f"{at}.image_url.detail")
+
+
+def _check_tool_flow(messages: list) -> None:
+    """Tool messages must answer the assistant tool_calls right before them, and every call
+    must be answered before the conversation moves on."""
+    for index, message in enumerate(messages):
+        if message["role"] == "tool":
+            caller = next((earlier for earlier in reversed(messages[:index]) if earlier["role"] != "tool"), None)
+            if caller is None or caller["role"] != "assistant" or not caller.get("tool_calls"):
+                raise _Invalid("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                               "message with 'tool_calls'.", f"messages.[{index}].role")
+            if message["tool_call_id"] not in {call["id"] for call in caller["tool_calls"]}:
+                raise _Invalid(f"Invalid parameter: 'tool_call_id' of '{message['tool_call_id']}' not found in "
+                               "'tool_calls' of previous message.", f"messages.[{index}].tool_call_id")
+        elif message["role"] == "assistant" and message.get("tool_calls"):
+            answered = set()
+            for later in messages[index + 1:]:
+                if later["role"] != "tool":
+                    break
+                answered.add(later["tool_call_id"])
+            missing = [call["id"] for call in message["tool_calls"] if call["id"] not in answered]
+            if missing:
+                raise _Invalid("An assistant message with 'tool_calls' must be followed by tool messages responding "
+                               "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                               + ", ".join(missing), f"messages.[{index}].role")
+
+
+# ----------------------------------------------------------------------------------------------
+# Other parameters
+# ----------------------------------------------------------------------------------------------
+
+# (kind, minimum, maximum) for the numeric parameters; null always means "use the default".
+_NUMBERS = {
+    "temperature": ("number", 0, 2),
+    "top_p": ("number", 0, 1),
+    "n": ("integer", 1, 128),
+    "max_tokens": ("integer", 1, None),
+    "max_completion_tokens": ("integer", 1, None),
+    "presence_penalty": ("number", -2, 2),
+    "frequency_penalty": ("number", -2, 2),
+    "top_logprobs": ("integer", 0, 20),
+    "seed": ("integer", None, None),
+}
+_FLAGS = ("stream", "logprobs", "store", "parallel_tool_calls")
+_LITERALS = {
+    "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh"),
+    "service_tier": ("auto", "default", "flex", "scale", "priority", "fast"),
+    "verbosity": ("low", "medium", "high"),
+}
+
+
+def _check_parameters(body: dict) -> None:
+    for name, (kind, minimum, maximum) in _NUMBERS.items():
+        if body.get(name) is not None:
+            _check_type(body[name], kind, name)
+            _check_bounds(body[name], name, minimum, maximum, integer=kind == "integer")
+    for name in _FLAGS:
+        _check_type(body.get(name), "boolean", name, nullable=True)
+    for name, allowed in _LITERALS.items():
+        if body.get(name) is not None:
+            _check_choice(body[name], allowed, name)
+    for name in ("user", "safety_identifier", "prompt_cache_key"):
+        if name in body:
+            _check_type(body[name], "string", name)
+    _check_stop(body.get("stop"))
+    _check_stream_options(body)
+    _check_tools(body)
+    _check_response_format(body.get("response_format"))
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    _check_type(stop, "array", "stop")
+    if len(stop) > 4:
+        raise _Invalid(f"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array "
+                       f"with length {len(stop)} instead.", "stop", "array_above_max_length")
+    for index, sequence in enumerate(stop):
+        _check_type(sequence, "string", f"stop[{index}]")
+
+
+def _check_stream_options(body: dict) -> None:
+    options = body.get("stream_options")
+    if options is None:
+        return
+    if body.get("stream") is not True:
+        raise _Invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+    _check_type(options, "object", "stream_options")
+    for name in ("include_usage", "include_obfuscation"):
+        _check_type(options.get(name), "boolean", f"stream_options.{name}", nullable=True)
+
+
+def _check_tools(body: dict) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        _check_type(tools, "array", "tools")
+        for index, tool in enumerate(tools):
+            _check_tool(tool, f"tools[{index}]")
+    for name in ("tool_choice", "parallel_tool_calls"):
+        if body.get(name) is not None and not tools:
+            raise _Invalid(f"Invalid value for '{name}': '{name}' is only allowed when 'tools' are specified.", name)
+    choice = body.get("tool_choice")
+    if isinstance(choice, str):
+        _check_choice(choice, ("none", "auto", "required"), "tool_choice")
+    elif choice is not None:
+        _check_type(choice, "object", "tool_choice")
+        if "type" not in choice:
+            raise _missing("tool_choice.type")
+        _check_choice(choice["type"], ("function", "allowed_tools", "custom"), "tool_choice.type")
+
+
+def _check_tool(tool: Any, at: str) -> None:
+    _check_type(tool, "object", at)
+    if "type" not in tool:
+        raise _missing(f"{at}.type")
+    _check_choice(tool["type"], ("function", "custom"), f"{at}.type")
+    definition = tool.get(tool["type"])
+    if definition is None:
+        raise _missing(f"{at}.{tool['type']}")
+    _check_type(definition, "object", f"{at}.{tool['type']}")
+    if "name" not in definition:
+        raise _missing(f"{at}.{tool['type']}.name")
+    name_at = f"{at}.{tool['type']}.name"
+    _check_type(definition["name"], "string", name_at)
+    if not re.fullmatch(FUNCTION_NAME_PATTERN, definition["name"]):
+        raise _Invalid(f"Invalid '{name_at}': string does not match pattern. Expected a string that matches the "
+                       f"pattern '{FUNCTION_NAME_PATTERN}'.", name_at, "invalid_value")
+    if tool["type"] == "function":
+        _check_type(definition.get("parameters"), "object", f"{at}.function.parameters", nullable=True)
+
+
+def _check_response_format(response_format: Any) -> None:
+    if response_format is None:
+        return
+    _check_type(response_format, "object", "response_format")
+    if "type" not in response_format:
+        raise _missing("response_format.type")
+    _check_choice(response_format["type"], ("json_object", "json_schema", "text"), "response_format.type")
+    if response_format["type"] == "json_schema":
+        schema = response_format.get("json_schema")
+        if schema is None:
+            raise _missing("response_format.json_schema")
+        _check_type(schema, "object", "response_format.json_schema")
+        if "name" not in schema:
+            raise _missing("response_format.json_schema.name")
+
+
+def _check_body(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        raise _Invalid(UNPARSABLE_BODY_MESSAGE) from None
+    if not isinstance(body, dict):
+        raise _Invalid(UNPARSABLE_BODY_MESSAGE)
+    unknown = [name for name in body if name not in REQUEST_FIELDS]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise _Invalid(f"Unrecognized request argument{plural} supplied: {', '.join(unknown)}")
+    if "model" not in body:
+        raise _Invalid("you must provide a model parameter")
+    _check_type(body["model"], "string", "model")
+    if "messages" not in body:
+        raise _missing("messages")
+    _check_messages(body["messages"])
+    _check_parameters(body)
+    return body
+
+
+# ----------------------------------------------------------------------------------------------
+# Default reply
+# ----------------------------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(part["text"] for part in content or () if part.get("type") == "text")
+
+
+def last_user_text(messages: list) -> str:
+    return next((_text_of(message["content"]) for message in reversed(messages) if message["role"] == "user"), "")
+
+
+def _prompt_texts(body: dict) -> Iterator[str]:
+    for message in body["messages"]:
+        yield _text_of(message.get("content"))
+        for call in message.get("tool_calls") or ():
+            yield call["function"]["arguments"]
+    for tool in body.get("tools") or ():
+        yield json.dumps(tool)
+
+
+def _snapshot(model: str) -> str:
+    return model if re.search(r"\d{4}-\d{2}-\d{2}$", model) else f"{model}-{SNAPSHOT_DATE}"
+
+
+def _bearer_token(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class OpenAIMock(MockServer):
+    """Strict Chat Completions mock; see the module docstring for what it enforces."""
+
+    json_indent = 2
+
+    def __init__(self, api_key: str = "test-openai-key", base_path: str = "/v1", port: int = 0):
+        self.api_key = api_key
+        self.base_path = base_path.rstrip("/")
+        super().__init__(port)
+
+    # --- helpers for tests ----------------------------------------------------------------------
+
+    @staticmethod
+    def completion(content: str | None = "", *, tool_calls: list[dict] | None = None, finish_reason: str = "stop",
+                   model: str = f"{DEFAULT_MODEL}-{SNAPSHOT_DATE}", prompt_tokens: int = 10,
+                   completion_tokens: int | None = None, cached_tokens: int = 0, reasoning_tokens: int = 0,
+                   n: int = 1, completion_id: str | None = None) -> dict:
+        """A complete ``chat.completion`` body with ``n`` identical choices."""
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if completion_tokens is None:
+            produced = [content or ""] + [call["function"]["arguments"] for call in tool_calls or ()]
+            completion_tokens = n * max(1, sum(map(estimate_tokens, produced)))
+        return {
+            "id": completion_id or "chatcmpl-" + random_token(29),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": index, "message": dict(message), "logprobs": None, "finish_reason": finish_reason}
+                        for index in range(n)],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": reasoning_tokens, "audio_tokens": 0,
+                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_" + random_token(10, "0123456789abcdef"),
+        }
+
+    # --- MockServer hooks -----------------------------------------------------------------------
+
+    def new_request_id(self) -> str:
+        return "req_" + random_token(32, "0123456789abcdef")
+
+    def common_headers(self, request_id: str | None) -> dict[str, str]:
+        return {"x-request-id": request_id}
+
+    def encode_event(self, event: Any) -> bytes:
+        return _sse_frame(event)
+
+    def validate(self, request: RecordedRequest, request_id: str | None) -> None:
+        try:
+            route = self._route(request)
+            if route is None:
+                raise _Invalid(f"Invalid URL ({request.method} {request.path})", status=404)
+            self._check_key(request.headers)
+            if route == "chat":
+                _check_body(request.body)
+        except _Invalid as error:
+            raise Rejection(error.status, openai_error_body(error.message, param=error.param, code=error.code)) \
+                from None
+
+    def _route(self, request: RecordedRequest) -> str | None:
+        if request.method == "POST" and request.path == f"{self.base_path}/chat/completions":
+            return "chat"
+        if request.method == "GET" and request.path == f"{self.base_path}/models":
+            return "models"
+        return None
+
+    def _check_key(self, headers: dict[str, str]) -> None:
+        token = _bearer_token(headers.get("authorization", ""))
+        if token is None:
+            raise _Invalid(MISSING_KEY_MESSAGE, status=401)
+        if token != self.api_key:
+            raise _Invalid(f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
+                           "https://platform.openai.com/account/api-keys.", code="invalid_api_key", status=401)
+
+    def default_response(self, request: RecordedRequest, request_id: str | None) -> Response:
+        headers = self.common_headers(request_id)
+        if self._route(request) == "models":
+            models = [{"id": model, "object": "model", "created": 1715367049, "owned_by": "system"} for model in MODELS]
+            return Response.json(200, {"object": "list", "data": models}, headers, self.json_indent)
+        body = request.json
+        stop = body.get("stop")
+        cut = truncate_reply(f"Echo: {last_user_text(body['messages'])}".rstrip(),
+                             [stop] if isinstance(stop, str) else stop or (),
+                             body.get("max_completion_tokens") or body.get("max_tokens"))
+        completion = self.completion(cut.text, model=_snapshot(body["model"]),
+                                     finish_reason="length" if cut.reason == "max_tokens" else "stop",
+                                     prompt_tokens=max(1, sum(map(estimate_tokens, _prompt_texts(body)))),
+                                     n=body.get("n") or 1)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = completion_chunks(completion, include_usage)
+            return Response.stream([self.encode_event(chunk) for chunk in chunks], headers)
+        return Response.json(200, completion, headers, self.json_indent)
