@@ -8,9 +8,11 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha1sum tools/requirements.txt | cut -c1-12)
 WASM    := target/wasm32-wasip1/release/switchyard.wasm
+# The same filter built to trap on demand, only to prove Envoy reloads a trapped VM.
+TRAP_WASM_DIR := target/trap-test
 CARGO   := cargo
 
-.PHONY: run test build setup rust-target lint unit integration clean
+.PHONY: run test build build-trap-test setup rust-target lint unit integration clean
 
 run: setup build
 	exec $(PY) tools/run.py
@@ -31,6 +33,9 @@ $(STAMP): tools/requirements.txt
 build: rust-target
 	$(CARGO) build --locked --release --target wasm32-wasip1
 
+build-trap-test: rust-target
+	$(CARGO) build --locked --release --target wasm32-wasip1 --features trap-test --target-dir $(TRAP_WASM_DIR)
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
@@ -40,7 +45,7 @@ lint:
 unit:
 	$(CARGO) test --locked
 
-integration: setup build
+integration: setup build build-trap-test
 	$(PY) -m pytest
 
 clean:

@@ -110,10 +110,20 @@ impl Context for DownstreamHttp {}
 
 impl HttpContext for DownstreamHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "trap-test")]
+        trap_if_asked();
         action(self.0.on_request_headers(&WasmHost, end_of_stream))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+    }
+}
+
+#[cfg(feature = "trap-test")]
+#[allow(clippy::panic)]
+fn trap_if_asked() {
+    if matches!(abi::get_map_value(abi::MAP_REQUEST_HEADERS, "x-switchyard-test-trap"), Ok(Some(_))) {
+        panic!("trap requested by x-switchyard-test-trap");
     }
 }
 

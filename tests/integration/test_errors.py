@@ -134,8 +134,8 @@ def test_unreachable_provider_is_502(gateway):
 def test_connection_reset_is_a_clean_error(gateway, anthropic_mock, action):
     anthropic_mock.enqueue(action)
     r = gateway.chat({"model": "claude", "messages": HI})
-    assert r.status_code in (502, 503), r.text
-    openai_error(r)
+    assert r.status_code == 502, r.text
+    assert openai_error(r)["code"] == "provider_unreachable"
 
 
 def test_missing_provider_key_is_a_clear_500(gateway, anthropic_mock):

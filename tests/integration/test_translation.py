@@ -203,3 +203,18 @@ def test_requests_without_v1_prefix(gateway, openai_mock):
     r = gateway.client.post("/chat/completions", content=json.dumps(
         {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}))
     assert r.status_code == 200, r.text
+
+
+def test_openai_compatible_stream_passes_through_unchanged(gateway, openai_mock):
+    with gateway.client.stream("POST", "/v1/chat/completions", json={
+            "model": "gpt", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "one two three"}]}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "Echo: one two three"
+    assert chunks[-1]["usage"]["total_tokens"] > 0
+    assert only_request(openai_mock).json["model"] == "gpt-4o-mini"
