@@ -23,10 +23,10 @@ pub fn chat_request(req: &ChatRequest) -> Result<(), GatewayError> {
     range("top_p", req.top_p, 0.0, 1.0)?;
     range("presence_penalty", req.presence_penalty, -2.0, 2.0)?;
     range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)?;
-    int_range("n", req.n, 1, 128)?;
-    int_range("max_tokens", req.max_tokens, 1, u32::MAX)?;
-    int_range("max_completion_tokens", req.max_completion_tokens, 1, u32::MAX)?;
-    int_range("top_logprobs", req.top_logprobs, 0, 20)?;
+    range("n", req.n, 1, 128)?;
+    range("max_tokens", req.max_tokens, 1, u32::MAX)?;
+    range("max_completion_tokens", req.max_completion_tokens, 1, u32::MAX)?;
+    range("top_logprobs", req.top_logprobs, 0, 20)?;
     if req.stream_options.is_some() && !req.stream {
         return Err(GatewayError::invalid(
             "stream_options",
@@ -135,21 +135,11 @@ fn missing(param: String) -> GatewayError {
     }
 }
 
-fn range(param: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), GatewayError> {
+fn range<T: PartialOrd + std::fmt::Display>(param: &str, value: Option<T>, min: T, max: T) -> Result<(), GatewayError> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => Err(GatewayError::invalid(
+        Some(v) if v < min || v > max => Err(GatewayError::invalid(
             param,
             format!("Invalid '{param}': {v} is out of range. Expected a value between {min} and {max}."),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn int_range(param: &str, value: Option<u32>, min: u32, max: u32) -> Result<(), GatewayError> {
-    match value {
-        Some(v) if !(min..=max).contains(&v) => Err(GatewayError::invalid(
-            param,
-            format!("Invalid '{param}': integer {v} is out of range. Expected a value between {min} and {max}."),
         )),
         _ => Ok(()),
     }
