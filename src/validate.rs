@@ -287,4 +287,22 @@ mod tests {
         let dup = parse_request::<ChatRequest>(br#"{"model":"a","model":"b","messages":[]}"#).unwrap_err();
         assert_eq!(dup.status(), 400);
     }
+
+    #[test]
+    fn deep_nesting_never_overflows_the_stack() {
+        // In the VM a stack overflow is a trap. Interpreted fields hit serde_json's depth
+        // limit (a 400); fields kept raw are skipped iteratively and forwarded as sent.
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        for body in [
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":[{deep}]}}]}}"#),
+            format!(r#"{{"model":"m","messages":{deep}}}"#),
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"stop":{deep}}}"#),
+        ] {
+            let err = parse_request::<ChatRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status(), 400);
+        }
+        let raw = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"extra":{deep}}}"#);
+        let req = parse_request::<ChatRequest>(raw.as_bytes()).unwrap();
+        assert_eq!(req.other[0].1.get().len(), deep.len());
+    }
 }

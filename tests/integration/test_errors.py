@@ -39,6 +39,9 @@ CLIENT_ERRORS = [
     ("temperature out of range", {"model": "claude", "messages": HI, "temperature": 3}, 400, "temperature", "invalid_value"),
     ("unknown model", {"model": "gpt-17", "messages": HI}, 404, "model", "model_not_found"),
     ("provider cannot honour n", {"model": "claude", "messages": HI, "n": 2}, 400, "n", "unsupported_parameter"),
+    ("nesting beyond the parser's depth limit",
+     b'{"model":"claude","messages":[{"role":"user","content":[' + b"[" * 50_000 + b"]" * 50_000 + b"]}]}",
+     400, None, "invalid_json"),
 ]
 
 
@@ -158,3 +161,12 @@ def test_client_disconnect_mid_request_is_harmless(gateway):
     with socket.create_connection((host, int(port))) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"model\":")
     # The fixture's follow-up request proves the worker survived.
+
+
+def test_deeply_nested_unknown_field_does_not_trap_the_vm(gateway, openai_mock):
+    # Kept raw and skipped iteratively: forwarded to the provider, which decides.
+    body = b'{"model":"gpt","messages":[{"role":"user","content":"hi"}],"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    r = gateway.chat(body)
+    assert r.status_code in (200, 400), r.text
+    openai_error(r) if r.status_code == 400 else r.json()
+    assert gateway.stats("wasm.switchyard")["wasm.switchyard.upstream.vm_reload"] == 0

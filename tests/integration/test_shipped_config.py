@@ -73,7 +73,8 @@ def descendants_alive(pid: int) -> list[str]:
     return [line for line in out.splitlines()[1:] if line.split()[2] == str(pid)]
 
 
-def test_make_run_serves_demo_and_stops_cleanly(make_run):
+@pytest.mark.parametrize("stop", ["SIGTERM to make", "Ctrl-C (SIGINT to the process group)"])
+def test_make_run_serves_demo_and_stops_cleanly(make_run, stop):
     url, proc = make_run
     # The README's first request, verbatim (curl's default content type included).
     result = subprocess.run(
@@ -91,7 +92,10 @@ def test_make_run_serves_demo_and_stops_cleanly(make_run):
     r = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
     assert r.status_code in (500, 502, 503) and "error" in r.json()
 
-    os.kill(proc.pid, signal.SIGTERM)
+    if stop.startswith("SIGTERM"):
+        os.kill(proc.pid, signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=30)
     time.sleep(0.5)
     assert descendants_alive(proc.pid) == [], "make run left processes behind"

@@ -695,7 +695,7 @@ def _check_thinking_compatibility(body: dict) -> None:
 def _check_body(request: RecordedRequest) -> dict:
     try:
         body = json.loads(request.body)
-    except ValueError as error:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError) as error:  # ValueError includes UnicodeDecodeError
         raise _Invalid(f"The request body is not valid JSON: {error}") from None
     _check_value(body, "object", "")
     for name, kind in REQUIRED_FIELDS.items():

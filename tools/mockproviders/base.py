@@ -504,5 +504,7 @@ def _parse_json(body: bytes) -> Any:
         return None
     try:
         return json.loads(body)
-    except ValueError:  # includes UnicodeDecodeError
+    # RecursionError: nesting deeper than Python's parser goes, which the real APIs
+    # also refuse as unparsable.
+    except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
         return None

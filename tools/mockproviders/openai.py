@@ -438,7 +438,7 @@ def _check_response_format(response_format: Any) -> None:
 def _check_body(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
         raise _Invalid(UNPARSABLE_BODY_MESSAGE) from None
     if not isinstance(body, dict):
         raise _Invalid(UNPARSABLE_BODY_MESSAGE)
