@@ -103,6 +103,11 @@ pub enum GatewayError {
         provider: &'static str,
         detail: String,
     },
+    /// The provider's stream stopped before its end marker (connection cut, truncated
+    /// body): the client must not mistake the partial answer for a complete one.
+    StreamIncomplete {
+        provider: &'static str,
+    },
     /// The gateway's own configuration cannot serve this request (e.g. a deployment's
     /// key variable is unset). Not the client's fault, not retryable by the client.
     Misconfigured {
@@ -124,7 +129,7 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } | GatewayError::UnknownUrl { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Provider(e) => e.status,
-            GatewayError::ProviderMalformed { .. } => 502,
+            GatewayError::ProviderMalformed { .. } | GatewayError::StreamIncomplete { .. } => 502,
             GatewayError::Misconfigured { .. } => 500,
         }
     }
@@ -138,7 +143,9 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => ErrorType::Authentication,
             GatewayError::ModelNotFound { .. } | GatewayError::UnknownUrl { .. } => ErrorType::NotFound,
             GatewayError::Provider(e) => e.kind,
-            GatewayError::ProviderMalformed { .. } | GatewayError::Misconfigured { .. } => ErrorType::Server,
+            GatewayError::ProviderMalformed { .. }
+            | GatewayError::StreamIncomplete { .. }
+            | GatewayError::Misconfigured { .. } => ErrorType::Server,
         }
     }
 
@@ -153,6 +160,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
             GatewayError::Provider(e) => e.code.as_deref(),
             GatewayError::ProviderMalformed { .. } => Some("bad_upstream_response"),
+            GatewayError::StreamIncomplete { .. } => Some("incomplete_stream"),
             GatewayError::Misconfigured { .. } => Some("gateway_misconfigured"),
         }
     }
@@ -190,6 +198,9 @@ impl GatewayError {
             GatewayError::Provider(e) => e.message.clone(),
             GatewayError::ProviderMalformed { provider, detail } => {
                 format!("The {provider} provider returned a response the gateway could not read: {detail}")
+            }
+            GatewayError::StreamIncomplete { provider } => {
+                format!("The {provider} provider's stream ended before the response was complete.")
             }
             GatewayError::Misconfigured { detail } => {
                 format!("The gateway cannot serve this request: {detail}")
@@ -314,6 +325,13 @@ mod tests {
                 "server_error",
                 None,
                 Some("bad_upstream_response"),
+            ),
+            (
+                GatewayError::StreamIncomplete { provider: "anthropic" },
+                502,
+                "server_error",
+                None,
+                Some("incomplete_stream"),
             ),
             (
                 GatewayError::Misconfigured { detail: "x".into() },

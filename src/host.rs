@@ -39,6 +39,7 @@ pub trait Host {
 
     fn response_header(&self, name: &str) -> HostResult<Option<String>>;
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
+    fn remove_response_header(&self, name: &str) -> HostResult<()>;
     fn response_body(&self, size: usize) -> HostResult<Vec<u8>>;
     fn set_response_body(&self, current_size: usize, body: &[u8]) -> HostResult<()>;
 
@@ -131,6 +132,10 @@ mod fake {
         }
         fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
             set(&self.response_headers, name, value);
+            Ok(())
+        }
+        fn remove_response_header(&self, name: &str) -> HostResult<()> {
+            self.response_headers.borrow_mut().retain(|(k, _)| k != name);
             Ok(())
         }
         fn response_body(&self, size: usize) -> HostResult<Vec<u8>> {

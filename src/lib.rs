@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod codec;
 pub mod config;
 pub mod downstream;
 pub mod endpoint;

@@ -10,6 +10,7 @@ use crate::downstream::CLIENT_CREDENTIAL_HEADERS;
 use crate::endpoint::{Endpoint, METADATA_NAMESPACE};
 use crate::error::GatewayError;
 use crate::host::{Flow, Host};
+use crate::providers::stream::{StreamContext, StreamTranslator};
 use crate::providers::{canonical_error, RequestContext, ResponseContext, ResponseHandling};
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
@@ -27,8 +28,11 @@ pub struct UpstreamExchange {
     endpoint: Option<Endpoint>,
     api_key: Option<String>,
     dropped_params: Vec<String>,
+    stream: bool,
+    include_usage: bool,
     response_status: u16,
     handling: ResponseHandling,
+    translator: Option<Box<dyn StreamTranslator>>,
 }
 
 impl UpstreamExchange {
@@ -38,8 +42,11 @@ impl UpstreamExchange {
             endpoint: None,
             api_key: None,
             dropped_params: Vec::new(),
+            stream: false,
+            include_usage: false,
             response_status: 0,
             handling: ResponseHandling::PassThrough,
+            translator: None,
         }
     }
 
@@ -128,6 +135,8 @@ impl UpstreamExchange {
             }
         }
         self.dropped_params = translated.dropped_params;
+        self.stream = translated.stream;
+        self.include_usage = translated.include_usage;
         Flow::Continue
     }
 
@@ -137,10 +146,29 @@ impl UpstreamExchange {
         };
         let status = host.response_header(":status").ok().flatten().and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.response_status = status;
-        self.handling = endpoint.provider.adapter().response_handling(status);
-        if self.handling == ResponseHandling::PassThrough {
-            self.mark_dropped(host);
-            return Flow::Continue;
+        let adapter = endpoint.provider.adapter();
+        self.handling = adapter.response_handling(status, self.stream);
+        match self.handling {
+            ResponseHandling::PassThrough => {
+                self.mark_dropped(host);
+                return Flow::Continue;
+            }
+            ResponseHandling::Stream => {
+                let ctx = StreamContext { created: host.now_unix(), include_usage: self.include_usage };
+                self.translator = Some(adapter.chat_stream(ctx, self.api_key.clone()));
+                // The body is rewritten as it flows: its length is unknown, and the
+                // headers go to the client now, so the first token is not held back.
+                let result = host
+                    .remove_response_header("content-length")
+                    .and_then(|()| host.set_response_header("content-type", "text/event-stream"))
+                    .and_then(|()| host.set_response_header("cache-control", "no-cache"));
+                if let Err(e) = result {
+                    log::error!("upstream filter: could not prepare the stream's headers: {e}");
+                }
+                self.mark_dropped(host);
+                return Flow::Continue;
+            }
+            ResponseHandling::Translate => {}
         }
         if end_of_stream {
             // A body-less answer has no body to rewrite; its status still must not be
@@ -158,8 +186,10 @@ impl UpstreamExchange {
         let Some(endpoint) = &self.endpoint else {
             return Flow::Continue;
         };
-        if self.handling == ResponseHandling::PassThrough {
-            return Flow::Continue;
+        match self.handling {
+            ResponseHandling::PassThrough => return Flow::Continue,
+            ResponseHandling::Stream => return self.stream_body(host, body_size, end_of_stream),
+            ResponseHandling::Translate => {}
         }
         if !end_of_stream {
             return Flow::Pause;
@@ -182,6 +212,29 @@ impl UpstreamExchange {
             log::error!("upstream filter: could not write the translated response: {e}");
         }
         self.mark_dropped(host);
+        Flow::Continue
+    }
+
+    /// Translates the piece of a stream that just arrived and lets it go on.
+    fn stream_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(translator) = self.translator.as_mut() else {
+            return Flow::Continue;
+        };
+        let chunk = match host.response_body(body_size) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("upstream filter: {e}");
+                return Flow::Continue;
+            }
+        };
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 2);
+        translator.push(&chunk, &mut out);
+        if end_of_stream {
+            translator.finish(&mut out);
+        }
+        if let Err(e) = host.set_response_body(chunk.len(), &out) {
+            log::error!("upstream filter: could not write the translated stream: {e}");
+        }
         Flow::Continue
     }
 

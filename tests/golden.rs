@@ -6,6 +6,12 @@
 //! return. `tests/fixtures/<provider>/responses/<case>.json` holds a provider response
 //! (status and body); `<case>.expected.json` is what the client must receive.
 //!
+//! `tests/fixtures/<provider>/streams/<case>.sse` is a provider stream exactly as sent;
+//! `<case>.openai.sse` and `<case>.openai+usage.sse` are the client's stream without and
+//! with `stream_options.include_usage`, and `<case>.usage.json` the usage the gateway
+//! read. Every stream is also replayed byte by byte and at random split points: the
+//! output must not depend on how the network cut it.
+//!
 //! Run with `UPDATE_GOLDEN=1` to rewrite the expected files, then review the diff.
 
 // Test code: a broken fixture should fail loudly.
@@ -18,6 +24,7 @@ use serde_json::{json, Value};
 use switchyard::config::UpstreamConfig;
 use switchyard::endpoint::Endpoint;
 use switchyard::pairs;
+use switchyard::providers::stream::StreamContext;
 use switchyard::providers::{Provider, RequestContext, ResponseContext};
 
 const CREATED: u64 = 1_700_000_000;
@@ -43,19 +50,22 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Compares with the expected file, or writes it when UPDATE_GOLDEN is set.
+/// Compares with `<case>.expected.json`, or writes it when UPDATE_GOLDEN is set.
 /// Returns a failure description instead of panicking so every case is reported.
 fn check(case: &Path, actual: Value) -> Option<String> {
-    let expected_path = case.with_extension("expected.json");
+    check_json(&case.with_extension("expected.json"), case, actual)
+}
+
+fn check_json(expected_path: &Path, case: &Path, actual: Value) -> Option<String> {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
-        fs::write(&expected_path, text).unwrap();
+        fs::write(expected_path, text).unwrap();
         return None;
     }
     if !expected_path.exists() {
-        return Some(format!("{}: no expected file (run with UPDATE_GOLDEN=1)", case.display()));
+        return Some(format!("{}: no {} (run with UPDATE_GOLDEN=1)", case.display(), expected_path.display()));
     }
-    let expected = read_json(&expected_path);
+    let expected = read_json(expected_path);
     (expected != actual).then(|| {
         format!(
             "{}:\n--- expected\n{}\n--- actual\n{}",
@@ -140,22 +150,123 @@ fn run_responses(provider: &str) -> (usize, Vec<String>) {
     (all.len(), failures)
 }
 
-fn assert_golden(provider: &str, min_requests: usize, min_responses: usize) {
+/// Translates a provider stream delivered in the given pieces; returns the client's
+/// bytes and the usage the translator read.
+fn translate_stream(provider: &str, pieces: &[&[u8]], include_usage: bool) -> (Vec<u8>, Value) {
+    let adapter = Provider::from_name(provider).unwrap().adapter();
+    let mut translator = adapter.chat_stream(StreamContext { created: CREATED, include_usage }, Some(API_KEY.into()));
+    let mut out = Vec::new();
+    for piece in pieces {
+        translator.push(piece, &mut out);
+    }
+    translator.finish(&mut out);
+    let usage = serde_json::to_value(translator.usage()).unwrap();
+    (out, usage)
+}
+
+/// Deterministic split points (no RNG dependency, same on every machine).
+fn random_splits(len: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut points: Vec<usize> = (0..(len / 16).clamp(1, 12))
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % (len + 1)
+        })
+        .collect();
+    points.sort_unstable();
+    points
+}
+
+fn pieces_at(bytes: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for &p in points {
+        pieces.push(bytes[last..p].to_vec());
+        last = p;
+    }
+    pieces.push(bytes[last..].to_vec());
+    pieces
+}
+
+fn check_text(expected_path: &Path, actual: &[u8], case: &Path) -> Option<String> {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(expected_path, actual).unwrap();
+        return None;
+    }
+    let expected = fs::read(expected_path).unwrap_or_default();
+    (expected != actual).then(|| {
+        format!(
+            "{} ({}):\n--- expected\n{}\n--- actual\n{}",
+            case.display(),
+            expected_path.display(),
+            String::from_utf8_lossy(&expected),
+            String::from_utf8_lossy(actual)
+        )
+    })
+}
+
+fn run_streams(provider: &str) -> (usize, Vec<String>) {
+    let dir = fixtures().join(provider).join("streams");
+    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        name.ends_with(".sse") && !name.contains(".openai")
+    });
+    found.sort();
+    let mut failures = Vec::new();
+    for case in &found {
+        let input = fs::read(case).unwrap();
+        let stem = case.with_extension("");
+        for (include_usage, suffix) in [(false, "openai.sse"), (true, "openai+usage.sse")] {
+            let (whole, usage) = translate_stream(provider, &[&input], include_usage);
+            let expected_path = stem.with_extension(suffix);
+            failures.extend(check_text(&expected_path, &whole, case));
+            if include_usage {
+                failures.extend(check_json(&stem.with_extension("usage.json"), case, usage.clone()));
+            }
+            // Chunking invariance.
+            let bytewise: Vec<&[u8]> = input.chunks(1).collect();
+            let mut variants = vec![("byte by byte".to_string(), translate_stream(provider, &bytewise, include_usage))];
+            for seed in 0..20 {
+                let pieces = pieces_at(&input, &random_splits(input.len(), seed));
+                let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+                variants.push((format!("split seed {seed}"), translate_stream(provider, &refs, include_usage)));
+            }
+            for (how, (out, split_usage)) in variants {
+                if out != whole || split_usage != usage {
+                    failures.push(format!(
+                        "{} ({how}, include_usage={include_usage}): output differs from the whole-body translation:\n{}",
+                        case.display(),
+                        String::from_utf8_lossy(&out)
+                    ));
+                }
+            }
+        }
+    }
+    (found.len(), failures)
+}
+
+fn assert_golden(provider: &str, min_requests: usize, min_responses: usize, min_streams: usize) {
     let (requests, mut failures) = run_requests(provider);
     let (responses, response_failures) = run_responses(provider);
+    let (streams, stream_failures) = run_streams(provider);
     failures.extend(response_failures);
+    failures.extend(stream_failures);
     assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n\n"));
     // Guards against a fixture directory silently going missing.
     assert!(requests >= min_requests, "{provider}: only {requests} request fixtures found");
     assert!(responses >= min_responses, "{provider}: only {responses} response fixtures found");
+    assert!(streams >= min_streams, "{provider}: only {streams} stream fixtures found");
 }
 
 #[test]
 fn anthropic_golden() {
-    assert_golden("anthropic", 20, 20);
+    assert_golden("anthropic", 20, 20, 12);
 }
 
 #[test]
 fn openai_golden() {
-    assert_golden("openai", 3, 6);
+    assert_golden("openai", 3, 6, 5);
 }

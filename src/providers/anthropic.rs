@@ -10,15 +10,16 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use super::stream::{StreamContext, StreamTranslator};
 use super::{
-    provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext, ResponseContext, ResponseHandling,
-    TranslatedResponse, UpstreamRequest,
+    handling_for, provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext, ResponseContext,
+    ResponseHandling, TranslatedResponse, UpstreamRequest,
 };
 use crate::error::GatewayError;
 use crate::json::{compact, parse_request};
 use crate::schema::anthropic::{
-    Block, EmptyObjectSchema, ErrorResponse, InputSchema, MessagesRequest, MessagesResponse, Metadata, Source,
-    TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn, TurnRole, Usage as AUsage,
+    Block, EmptyObjectSchema, ErrorDetail, ErrorResponse, InputSchema, MessagesRequest, MessagesResponse, Metadata,
+    Source, TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn, TurnRole, Usage as AUsage,
 };
 use crate::schema::openai::{
     ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FinishReason, FunctionOut,
@@ -50,11 +51,17 @@ impl ProviderAdapter for Anthropic {
             body: Some(body),
             headers: vec![("anthropic-version", ctx.config.anthropic_version.clone())],
             dropped_params: dropped,
+            stream: req.stream,
+            include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         })
     }
 
-    fn response_handling(&self, _status: u16) -> ResponseHandling {
-        ResponseHandling::Translate
+    fn response_handling(&self, status: u16, stream: bool) -> ResponseHandling {
+        handling_for(status, stream, ResponseHandling::Translate)
+    }
+
+    fn chat_stream(&self, ctx: StreamContext, api_key: Option<String>) -> Box<dyn StreamTranslator> {
+        Box::new(stream::AnthropicStream::new(ctx, api_key))
     }
 
     fn chat_response(&self, ctx: &ResponseContext, status: u16, body: &[u8]) -> TranslatedResponse {
@@ -100,9 +107,6 @@ fn build_request<'r>(
     if req.logprobs == Some(true) || req.top_logprobs.is_some() {
         let param = if req.logprobs == Some(true) { "logprobs" } else { "top_logprobs" };
         return Err(unsupported(param, "Anthropic does not return token log probabilities."));
-    }
-    if req.stream {
-        return Err(unsupported("stream", "streaming to Anthropic deployments is not implemented yet."));
     }
     if let Some(format) = &req.response_format {
         if format.kind != ResponseFormatKind::Text {
@@ -160,7 +164,7 @@ fn build_request<'r>(
         temperature: req.temperature,
         top_p: req.top_p,
         stop_sequences,
-        stream: false,
+        stream: req.stream,
         metadata,
         tools,
         tool_choice,
@@ -543,6 +547,10 @@ fn translate_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayEr
         };
         return provider_error(ctx, status, &message, ErrorDetails::default());
     };
+    error_from_detail(ctx, status, &error)
+}
+
+fn error_from_detail(ctx: &ResponseContext, status: u16, error: &ErrorDetail) -> GatewayError {
     let code = match (status, error.kind.as_ref()) {
         (400, _) if error.message.contains("prompt is too long") => Some("context_length_exceeded".to_string()),
         (404, _) | (_, "not_found_error") if error.message.contains("model") => Some("model_not_found".to_string()),
@@ -551,6 +559,26 @@ fn translate_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayEr
     };
     provider_error(ctx, status, &error.message, ErrorDetails { code, ..ErrorDetails::default() })
 }
+
+/// The HTTP status each Anthropic error type comes with; an error event in a stream
+/// carries only the type.
+fn status_of(error_type: &str) -> u16 {
+    match error_type {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "conflict_error" => 409,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+mod stream;
 
 #[cfg(test)]
 mod tests;

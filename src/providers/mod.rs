@@ -6,10 +6,12 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod stream;
 
 use crate::config::UpstreamConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorType, GatewayError, ProviderError};
+use stream::{StreamContext, StreamTranslator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -79,6 +81,10 @@ pub struct UpstreamRequest {
     pub headers: Vec<(&'static str, String)>,
     /// Request fields the provider has no slot for and that were left out.
     pub dropped_params: Vec<String>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// … and for a final usage chunk in it.
+    pub include_usage: bool,
 }
 
 pub struct ResponseContext<'c> {
@@ -94,6 +100,8 @@ pub enum ResponseHandling {
     PassThrough,
     /// Buffer the whole body and translate it.
     Translate,
+    /// Translate each piece as it arrives.
+    Stream,
 }
 
 #[derive(Debug, PartialEq)]
@@ -113,10 +121,22 @@ pub trait ProviderAdapter: Sync {
     fn auth(&self) -> AuthScheme;
     /// OpenAI chat request body → the provider's request.
     fn chat_request(&self, ctx: &RequestContext, body: &[u8]) -> Result<UpstreamRequest, GatewayError>;
-    /// Decided from the status line, before any body arrives.
-    fn response_handling(&self, status: u16) -> ResponseHandling;
+    /// Decided from the status line, before any body arrives. Errors are never
+    /// streamed: they come whole, before the first byte reaches the client.
+    fn response_handling(&self, status: u16, stream: bool) -> ResponseHandling;
     /// The provider's complete response (success or error) → OpenAI's shape.
     fn chat_response(&self, ctx: &ResponseContext, status: u16, body: &[u8]) -> TranslatedResponse;
+    /// A translator for a successful streamed response.
+    fn chat_stream(&self, ctx: StreamContext, api_key: Option<String>) -> Box<dyn StreamTranslator>;
+}
+
+/// Translate errors; stream successes when a stream was asked for.
+pub fn handling_for(status: u16, stream: bool, success: ResponseHandling) -> ResponseHandling {
+    match ((200..300).contains(&status), stream) {
+        (true, true) => ResponseHandling::Stream,
+        (true, false) => success,
+        (false, _) => ResponseHandling::Translate,
+    }
 }
 
 /// The canonical mapping from a provider's HTTP status to the status, type and code the

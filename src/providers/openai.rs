@@ -10,10 +10,12 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
+use super::stream::{StreamContext, StreamTranslator};
 use super::{
-    body_excerpt, provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext, ResponseContext,
-    ResponseHandling, TranslatedResponse, UpstreamRequest,
+    body_excerpt, handling_for, provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext,
+    ResponseContext, ResponseHandling, TranslatedResponse, UpstreamRequest,
 };
 use crate::error::{ErrorType, GatewayError};
 use crate::json::{parse_request, Str};
@@ -30,23 +32,42 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn chat_request(&self, ctx: &RequestContext, body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
-        let path = format!("{}/chat/completions", ctx.endpoint.base_path);
-        let body = match &ctx.endpoint.model {
-            Some(model) => {
-                let fields: TopLevel = parse_request(body)?;
-                fields.with_model(model)
+        let fields: TopLevel = parse_request(body)?;
+        let mut edits: Vec<(&str, String)> = Vec::new();
+        if let Some(model) = &ctx.endpoint.model {
+            let wanted = serde_json::to_string(model).unwrap_or_default();
+            if fields.get("model") != Some(wanted.as_str()) {
+                edits.push(("model", wanted));
             }
-            None => None,
-        };
-        Ok(UpstreamRequest { path, body, ..UpstreamRequest::default() })
+        }
+        let stream = fields.get("stream").and_then(|raw| serde_json::from_str::<bool>(raw).ok()).unwrap_or(false);
+        let mut include_usage = false;
+        if stream {
+            // Usage is always requested, so the gateway can meter every stream; the
+            // usage chunk is dropped again for clients that did not ask for it.
+            let mut options: Map<String, Value> =
+                fields.get("stream_options").and_then(|raw| serde_json::from_str(raw).ok()).unwrap_or_default();
+            include_usage = options.get("include_usage").and_then(Value::as_bool).unwrap_or(false);
+            if !include_usage {
+                options.insert("include_usage".into(), Value::Bool(true));
+                edits.push(("stream_options", serde_json::to_string(&options).unwrap_or_default()));
+            }
+        }
+        Ok(UpstreamRequest {
+            path: format!("{}/chat/completions", ctx.endpoint.base_path),
+            body: (!edits.is_empty()).then(|| fields.rewrite(&edits)),
+            stream,
+            include_usage,
+            ..UpstreamRequest::default()
+        })
     }
 
-    fn response_handling(&self, status: u16) -> ResponseHandling {
-        if (200..300).contains(&status) {
-            ResponseHandling::PassThrough
-        } else {
-            ResponseHandling::Translate
-        }
+    fn response_handling(&self, status: u16, stream: bool) -> ResponseHandling {
+        handling_for(status, stream, ResponseHandling::PassThrough)
+    }
+
+    fn chat_stream(&self, ctx: StreamContext, api_key: Option<String>) -> Box<dyn StreamTranslator> {
+        Box::new(stream::OpenAiStream::new(ctx, api_key))
     }
 
     fn chat_response(&self, ctx: &ResponseContext, status: u16, body: &[u8]) -> TranslatedResponse {
@@ -58,28 +79,37 @@ impl ProviderAdapter for OpenAi {
 struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl TopLevel<'_> {
-    /// Re-encodes the object with `model` replaced; `None` when it already matches.
-    fn with_model(&self, model: &str) -> Option<Vec<u8>> {
-        let current = self.0.iter().find(|(k, _)| k == "model").map(|(_, v)| v.get());
-        let wanted = serde_json::to_string(model).ok()?;
-        if current == Some(wanted.as_str()) {
-            return None;
-        }
-        let size: usize = self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
-        let mut out = Vec::with_capacity(size + wanted.len() + 2);
-        out.push(b'{');
-        for (i, (key, value)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.get())
+    }
+
+    /// Re-encodes the object with each edit's value (raw JSON) in place of the field's,
+    /// appending fields that were absent; everything else is copied byte for byte.
+    fn rewrite(&self, edits: &[(&str, String)]) -> Vec<u8> {
+        let size: usize = self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
+            + edits.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+        let mut out = Vec::with_capacity(size + 2);
+        let field = |out: &mut Vec<u8>, key: &str, value: &str| {
+            out.push(if out.is_empty() { b'{' } else { b',' });
             // Writing a string to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, key.as_ref());
+            let _ = serde_json::to_writer(&mut *out, key);
             out.push(b':');
-            let value = if key == "model" { wanted.as_str() } else { value.get() };
             out.extend_from_slice(value.as_bytes());
+        };
+        for (key, value) in &self.0 {
+            let edited = edits.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            field(&mut out, key, edited.unwrap_or(value.get()));
+        }
+        for (key, value) in edits {
+            if self.get(key).is_none() {
+                field(&mut out, key, value);
+            }
+        }
+        if out.is_empty() {
+            out.push(b'{');
         }
         out.push(b'}');
-        Some(out)
+        out
     }
 }
 
@@ -135,7 +165,7 @@ struct EnvelopeError<'a> {
     param: Option<Cow<'a, str>>,
 }
 
-fn normalise_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayError {
+pub(crate) fn normalise_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayError {
     let parsed: Option<LooseError> = serde_json::from_slice(body).ok();
     let (message, details) = match parsed {
         Some(LooseError { error: Some(ErrorField::Object(e)), .. }) => {
@@ -172,6 +202,8 @@ fn normalise_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayEr
     });
     provider_error(ctx, status, &message, details)
 }
+
+mod stream;
 
 #[cfg(test)]
 mod tests {
@@ -218,9 +250,38 @@ mod tests {
     }
 
     #[test]
-    fn successful_responses_pass_through_unbuffered() {
-        assert_eq!(OpenAi.response_handling(200), ResponseHandling::PassThrough);
-        assert_eq!(OpenAi.response_handling(429), ResponseHandling::Translate);
+    fn successful_responses_pass_through_unbuffered_and_streams_are_read() {
+        assert_eq!(OpenAi.response_handling(200, false), ResponseHandling::PassThrough);
+        assert_eq!(OpenAi.response_handling(200, true), ResponseHandling::Stream);
+        assert_eq!(OpenAi.response_handling(429, false), ResponseHandling::Translate);
+        assert_eq!(OpenAi.response_handling(429, true), ResponseHandling::Translate);
+    }
+
+    #[test]
+    fn streams_always_ask_for_usage_and_remember_whether_the_client_did() {
+        let cases = [
+            (r#"{"model":"m","messages":[],"stream":true}"#, r#"{"include_usage":true}"#, false),
+            (
+                r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_obfuscation":false}}"#,
+                r#"{"include_obfuscation":false,"include_usage":true}"#,
+                false,
+            ),
+            (r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#, "", true),
+        ];
+        for (body, options, client_asked) in cases {
+            let out = translate(None, body).unwrap();
+            assert!(out.stream);
+            assert_eq!(out.include_usage, client_asked, "{body}");
+            match out.body {
+                Some(b) => {
+                    let sent: Value = serde_json::from_slice(&b).unwrap();
+                    assert_eq!(sent["stream_options"], serde_json::from_str::<Value>(options).unwrap(), "{body}");
+                }
+                None => assert!(options.is_empty(), "{body}"),
+            }
+        }
+        let plain = translate(None, r#"{"model":"m","messages":[],"stream":false}"#).unwrap();
+        assert!(!plain.stream && plain.body.is_none());
     }
 
     #[test]

@@ -217,3 +217,81 @@ pub struct ErrorDetail<'a> {
     #[serde(borrow)]
     pub message: Cow<'a, str>,
 }
+
+// ---------------------------------------------------------------------------------
+// Streaming events (`event: <type>` / `data: {"type": <type>, …}`).
+
+/// One streamed event, flat for the same reason as [`ResponseBlock`].
+#[derive(Debug, Deserialize)]
+pub struct StreamEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(default)]
+    pub index: Option<usize>,
+    #[serde(default, borrow)]
+    pub message: Option<StreamMessage<'a>>,
+    #[serde(default, borrow)]
+    pub content_block: Option<ResponseBlock<'a>>,
+    #[serde(default, borrow)]
+    pub delta: Option<StreamDelta<'a>>,
+    #[serde(default)]
+    pub usage: Option<UsageUpdate>,
+    #[serde(default, borrow)]
+    pub error: Option<ErrorDetail<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamMessage<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(default)]
+    pub usage: Option<UsageUpdate>,
+}
+
+/// `content_block_delta.delta` and `message_delta.delta`.
+#[derive(Debug, Deserialize)]
+pub struct StreamDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub stop_reason: Option<Cow<'a, str>>,
+}
+
+/// Usage as streamed: `message_start` sends the input side, `message_delta` the
+/// cumulative output (and may refresh the rest). Later values win.
+#[derive(Debug, Default, Deserialize)]
+pub struct UsageUpdate {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn merge(&mut self, update: &UsageUpdate) {
+        if let Some(n) = update.input_tokens {
+            self.input_tokens = n;
+        }
+        if let Some(n) = update.output_tokens {
+            self.output_tokens = n;
+        }
+        if update.cache_creation_input_tokens.is_some() {
+            self.cache_creation_input_tokens = update.cache_creation_input_tokens;
+        }
+        if update.cache_read_input_tokens.is_some() {
+            self.cache_read_input_tokens = update.cache_read_input_tokens;
+        }
+    }
+}

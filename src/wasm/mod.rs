@@ -171,6 +171,9 @@ impl Host for WasmHost {
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
         abi::replace_map_value(abi::MAP_RESPONSE_HEADERS, name, value)
     }
+    fn remove_response_header(&self, name: &str) -> HostResult<()> {
+        abi::remove_map_value(abi::MAP_RESPONSE_HEADERS, name)
+    }
     fn response_body(&self, size: usize) -> HostResult<Vec<u8>> {
         abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, size)
     }

@@ -1,0 +1,3 @@
+//! Stream framings, independent of any provider: incremental, bounded, byte-exact.
+
+pub mod sse;

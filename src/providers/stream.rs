@@ -1,0 +1,194 @@
+//! Streaming responses: what every provider's stream translator implements, and the
+//! writer of the OpenAI side (`chat.completion.chunk` events, PROVIDERS.md §0.6).
+
+use serde::Serialize;
+
+use crate::codec::sse::write_data;
+use crate::error::GatewayError;
+use crate::schema::openai::{FinishReason, Usage};
+
+/// Turns a provider's streamed body into OpenAI SSE, chunk by chunk, as it arrives.
+pub trait StreamTranslator {
+    /// Translates the next piece of the provider's body, appending to `out`.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>);
+    /// The provider's body ended: flush, and end the client's stream properly (with
+    /// `[DONE]`, or an error event if the provider's stream was cut short).
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// Token usage as reported so far.
+    fn usage(&self) -> Option<&Usage>;
+}
+
+pub struct StreamContext {
+    /// Unix seconds when the provider's response began; the same on every chunk.
+    pub created: u64,
+    /// The client asked for a final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// Writes the OpenAI chunks of one stream. The fields shared by every chunk are
+/// rendered once, when the stream's identity is known.
+pub struct ChunkWriter {
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"system_fingerprint":null,"choices":[`
+    prefix: Vec<u8>,
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct Identity<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<&'a str>,
+}
+
+/// The `delta` of one chunk; absent fields are omitted, as OpenAI does.
+#[derive(Debug, Default, Serialize)]
+pub struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    delta: &'a Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<FinishReason>,
+}
+
+impl ChunkWriter {
+    pub fn new(id: &str, created: u64, model: &str, include_usage: bool) -> Self {
+        let identity = Identity { id, object: "chat.completion.chunk", created, model, system_fingerprint: None };
+        let mut prefix = b"data: ".to_vec();
+        // Serialising borrowed strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut prefix, &identity);
+        prefix.pop(); // the closing brace: the chunk continues
+        prefix.extend_from_slice(b",\"choices\":[");
+        ChunkWriter { prefix, include_usage }
+    }
+
+    /// One chunk with a single choice.
+    pub fn delta(&self, out: &mut Vec<u8>, delta: &Delta<'_>, finish_reason: Option<FinishReason>) {
+        out.extend_from_slice(&self.prefix);
+        let _ = serde_json::to_writer(&mut *out, &Choice { index: 0, delta, logprobs: None, finish_reason });
+        // Chunks carry `"usage": null` only in streams that end with a usage chunk.
+        out.extend_from_slice(if self.include_usage { b"],\"usage\":null}\n\n" } else { b"]}\n\n" });
+    }
+
+    /// The closing chunk: empty delta, the finish reason, then the usage chunk if the
+    /// client asked for it.
+    pub fn finish(&self, out: &mut Vec<u8>, finish_reason: FinishReason, usage: &Usage) {
+        self.delta(out, &Delta::default(), Some(finish_reason));
+        if self.include_usage {
+            out.extend_from_slice(&self.prefix);
+            out.extend_from_slice(b"],\"usage\":");
+            let _ = serde_json::to_writer(&mut *out, usage);
+            out.extend_from_slice(b"}\n\n");
+        }
+        done(out);
+    }
+}
+
+pub fn done(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"data: [DONE]\n\n");
+}
+
+/// An error after the stream started: one `data: {"error":…}` event, and no `[DONE]`
+/// (the OpenAI SDK raises `APIError` on it).
+pub fn error_event(out: &mut Vec<u8>, err: &GatewayError) {
+    write_data(out, &err.body());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn events(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).unwrap();
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let data = e.strip_prefix("data: ").unwrap();
+                if data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(data).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_share_identity_and_follow_openai_shape() {
+        let writer = ChunkWriter::new("msg_1", 42, "claude-\"q\"", true);
+        let mut out = Vec::new();
+        writer.delta(&mut out, &Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None);
+        let call = ToolCallDelta {
+            index: 0,
+            id: Some("toolu_1"),
+            kind: Some("function"),
+            function: FunctionDelta { name: Some("f"), arguments: "" },
+        };
+        writer.delta(&mut out, &Delta { tool_calls: Some([call]), ..Delta::default() }, None);
+        let usage = Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, ..Usage::default() };
+        writer.finish(&mut out, FinishReason::ToolCalls, &usage);
+        let got = events(&out);
+        assert_eq!(got.len(), 5);
+        for chunk in &got[..4] {
+            assert_eq!(
+                (&chunk["id"], &chunk["created"], &chunk["model"]),
+                (&json!("msg_1"), &json!(42), &json!("claude-\"q\""))
+            );
+            assert_eq!(chunk["object"], "chat.completion.chunk");
+        }
+        assert_eq!(got[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+        assert_eq!(got[0]["usage"], Value::Null);
+        assert_eq!(
+            got[1]["choices"][0]["delta"]["tool_calls"][0],
+            json!({"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": ""}})
+        );
+        assert_eq!(
+            got[2]["choices"][0],
+            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "tool_calls"})
+        );
+        assert_eq!(got[3]["choices"], json!([]));
+        assert_eq!(got[3]["usage"]["total_tokens"], 5);
+        assert_eq!(got[4], json!("[DONE]"));
+    }
+
+    #[test]
+    fn without_include_usage_there_is_no_usage_field_or_chunk() {
+        let writer = ChunkWriter::new("id", 1, "m", false);
+        let mut out = Vec::new();
+        writer.delta(&mut out, &Delta { content: Some("hi"), ..Delta::default() }, None);
+        writer.finish(&mut out, FinishReason::Stop, &Usage::default());
+        let got = events(&out);
+        assert_eq!(got.len(), 3);
+        assert!(got[0].get("usage").is_none() && got[1].get("usage").is_none());
+    }
+}
