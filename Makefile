@@ -12,12 +12,15 @@ WASM    := target/wasm32-wasip1/release/switchyard.wasm
 TRAP_WASM_DIR := target/trap-test
 CARGO   := cargo
 
-.PHONY: run test build build-trap-test setup rust-target lint unit integration clean
+.PHONY: run test build build-trap-test build-bench bench bench-cpu bench-tools setup rust-target lint unit integration clean
+
+OHA_VERSION     := 1.16.0
+LITELLM_VERSION := 1.106.2
 
 run: setup build
 	exec $(PY) tools/run.py
 
-test: setup lint unit build integration
+test: setup lint unit build build-bench integration
 
 setup: rust-target $(STAMP)
 
@@ -36,9 +39,28 @@ build: rust-target
 build-trap-test: rust-target
 	$(CARGO) build --locked --release --target wasm32-wasip1 --features trap-test --target-dir $(TRAP_WASM_DIR)
 
+# `make test` builds the benchmark (never runs it) so it cannot rot.
+build-bench:
+	$(CARGO) build --locked --release -p switchyard-bench
+	$(CARGO) bench --locked --no-run
+
+# Side by side in one run: direct, plain Envoy, Switchyard, LiteLLM (see bench/compare.py).
+bench: setup build build-bench bench-tools
+	$(PY) bench/compare.py
+
+# Quick and steady: Envoy CPU per request, plain vs Switchyard (a minute or two).
+bench-cpu: setup build build-bench bench-tools
+	$(PY) bench/compare.py --cpu
+
+bench-tools:
+	test -x .bench/bin/oha || $(CARGO) install oha --version $(OHA_VERSION) --locked --root .bench
+	test -x .bench/litellm-venv/bin/litellm || ( python3 -m venv .bench/litellm-venv \
+	  && .bench/litellm-venv/bin/pip install --quiet "litellm[proxy]==$(LITELLM_VERSION)" ) \
+	  || echo "LiteLLM could not be installed; the benchmark runs without it and says so"
+
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 -- -D warnings
 	$(PY) tools/gatewayconf.py envoy/gateway.yaml
 

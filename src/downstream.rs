@@ -15,9 +15,6 @@ use crate::validate;
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"];
 
-/// Filter state key (`wasm.switchyard_model`) holding the model alias of the request.
-pub const MODEL_FILTER_STATE: &str = "switchyard_model";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
     ChatCompletions,
@@ -68,10 +65,10 @@ impl DownstreamExchange {
             Ok(h) => h,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let header = |name: &str| headers.get(name);
         let method = header(":method").unwrap_or_default();
         let path = header(":path").unwrap_or_default();
-        self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| header(h).is_some()).collect();
+        self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| headers.contains(h)).collect();
 
         if let Some(expected) = &self.config.master_key {
             let presented = header("authorization")
@@ -137,13 +134,10 @@ impl DownstreamExchange {
         let Some(entry) = self.config.model(&model) else {
             return reply_error(host, &GatewayError::ModelNotFound { model });
         };
+        // Single-header edits, not a whole-map write: only these make Envoy select the
+        // route again (by the header just set).
         if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
             return internal_error(host, &e.to_string());
-        }
-        // For the access log: the upstream filter strips the route header before the
-        // request leaves, and the log reads headers after that.
-        if let Err(e) = host.set_filter_state(MODEL_FILTER_STATE, &entry.id) {
-            log::warn!("could not record the model for the access log: {e}");
         }
         for name in &self.credentials_present {
             if let Err(e) = host.remove_request_header(name) {

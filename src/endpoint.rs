@@ -146,3 +146,10 @@ mod tests {
         }
     }
 }
+
+/// A deployment ready to serve: its endpoint settings and its key.
+#[derive(Debug, PartialEq)]
+pub struct Deployment {
+    pub endpoint: Endpoint,
+    pub api_key: Option<String>,
+}

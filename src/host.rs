@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::headers::Headers;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError {
     pub call: &'static str,
@@ -27,10 +29,15 @@ pub enum Flow {
     Pause,
 }
 
+/// Reads cost far more than writes here: a host call that returns data calls back into
+/// the VM to allocate it. So maps are read whole (once) or single values are read, and
+/// changes are written one header at a time (cheap).
 pub trait Host {
-    /// All request headers, in one host call. Values that are not UTF-8 are
-    /// converted lossily; the filter only interprets ASCII headers.
-    fn request_headers(&self) -> HostResult<Vec<(String, String)>>;
+    /// All request headers. Values that are not UTF-8 are converted lossily; the
+    /// filter only interprets ASCII headers.
+    fn request_headers(&self) -> HostResult<Headers>;
+    /// Sets one request header. In the downstream filter this makes Envoy pick the
+    /// route again (a whole-map write would not).
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()>;
     fn remove_request_header(&self, name: &str) -> HostResult<()>;
     fn request_body(&self, size: usize) -> HostResult<Vec<u8>>;
@@ -44,9 +51,6 @@ pub trait Host {
     fn set_response_body(&self, current_size: usize, body: &[u8]) -> HostResult<()>;
 
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
-    /// Stores a value in the stream's filter state (`wasm.<name>`), where access logs
-    /// and later filters can read it.
-    fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()>;
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
     /// An environment variable the VM was given (`host_env_keys`).
     fn env(&self, name: &str) -> Option<String>;
@@ -71,10 +75,11 @@ mod fake {
         pub response_headers: RefCell<Vec<(String, String)>>,
         pub response_body: RefCell<Vec<u8>>,
         pub properties: BTreeMap<String, Vec<u8>>,
-        pub filter_state: RefCell<BTreeMap<String, String>>,
         pub env: BTreeMap<String, String>,
         pub local_reply: RefCell<Option<(u16, Vec<(String, String)>, Vec<u8>)>>,
         pub now: u64,
+        /// Header reads (whole maps or single values): the expensive host calls.
+        pub header_reads: std::cell::Cell<usize>,
     }
 
     impl FakeHost {
@@ -93,6 +98,10 @@ mod fake {
             self.response_headers.borrow().iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         }
 
+        pub fn header_reads(&self) -> usize {
+            self.header_reads.get()
+        }
+
         pub fn reply(&self) -> Option<(u16, serde_json::Value)> {
             self.local_reply
                 .borrow()
@@ -101,18 +110,15 @@ mod fake {
         }
     }
 
-    fn set(headers: &RefCell<Vec<(String, String)>>, name: &str, value: &str) {
-        let mut headers = headers.borrow_mut();
-        headers.retain(|(k, _)| k != name);
-        headers.push((name.to_string(), value.to_string()));
-    }
-
     impl Host for FakeHost {
-        fn request_headers(&self) -> HostResult<Vec<(String, String)>> {
-            Ok(self.request_headers.borrow().clone())
+        fn request_headers(&self) -> HostResult<Headers> {
+            self.header_reads.set(self.header_reads.get() + 1);
+            Ok(Headers::new(self.request_headers.borrow().clone()))
         }
         fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
-            set(&self.request_headers, name, value);
+            let mut headers = self.request_headers.borrow_mut();
+            headers.retain(|(k, _)| k != name);
+            headers.push((name.to_string(), value.to_string()));
             Ok(())
         }
         fn remove_request_header(&self, name: &str) -> HostResult<()> {
@@ -128,10 +134,13 @@ mod fake {
             Ok(())
         }
         fn response_header(&self, name: &str) -> HostResult<Option<String>> {
+            self.header_reads.set(self.header_reads.get() + 1);
             Ok(self.response_header_value(name))
         }
         fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
-            set(&self.response_headers, name, value);
+            let mut headers = self.response_headers.borrow_mut();
+            headers.retain(|(k, _)| k != name);
+            headers.push((name.to_string(), value.to_string()));
             Ok(())
         }
         fn remove_response_header(&self, name: &str) -> HostResult<()> {
@@ -148,10 +157,6 @@ mod fake {
         }
         fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
             Ok(self.properties.get(&path.join(".")).cloned())
-        }
-        fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()> {
-            self.filter_state.borrow_mut().insert(name.to_string(), value.to_string());
-            Ok(())
         }
         fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
             let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

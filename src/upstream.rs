@@ -5,9 +5,8 @@
 
 use std::rc::Rc;
 
-use crate::config::{UpstreamConfig, ROUTE_HEADER};
-use crate::downstream::CLIENT_CREDENTIAL_HEADERS;
-use crate::endpoint::{Endpoint, METADATA_NAMESPACE};
+use crate::config::UpstreamConfig;
+use crate::endpoint::{Deployment, Endpoint, METADATA_NAMESPACE};
 use crate::error::GatewayError;
 use crate::host::{Flow, Host};
 use crate::providers::stream::{StreamContext, StreamTranslator};
@@ -15,18 +14,16 @@ use crate::providers::{canonical_error, RequestContext, ResponseContext, Respons
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
 
-/// Headers Envoy adds about the client that must not reach a third-party provider.
-const PRIVATE_HEADERS: [&str; 3] = ["x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto"];
-
-/// Every provider-specific header some adapter may set. A retry starts from the header
-/// map the previous attempt edited, so an attempt to another provider must not inherit
-/// (say) an Anthropic key or version header.
-const PROVIDER_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+/// Every header carrying a key or a provider-specific setting that some adapter sets.
+/// A retry starts from the header map the previous attempt edited, so an attempt to
+/// another provider must not inherit (say) an Anthropic key or version header; and a
+/// client's own key must never travel (the route's `request_headers_to_remove` and the
+/// downstream filter strip it too, along with addresses and the routing header).
+const PROVIDER_HEADERS: [&str; 5] = ["authorization", "x-api-key", "api-key", "anthropic-version", "anthropic-beta"];
 
 pub struct UpstreamExchange {
     config: Rc<UpstreamConfig>,
-    endpoint: Option<Endpoint>,
-    api_key: Option<String>,
+    deployment: Option<Deployment>,
     dropped_params: Vec<String>,
     stream: bool,
     include_usage: bool,
@@ -39,8 +36,7 @@ impl UpstreamExchange {
     pub fn new(config: Rc<UpstreamConfig>) -> Self {
         UpstreamExchange {
             config,
-            endpoint: None,
-            api_key: None,
+            deployment: None,
             dropped_params: Vec::new(),
             stream: false,
             include_usage: false,
@@ -51,28 +47,11 @@ impl UpstreamExchange {
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
-        let path = ["xds", "upstream_host_metadata", "filter_metadata", METADATA_NAMESPACE];
-        let endpoint = match host.property(&path) {
-            Ok(Some(bytes)) => Endpoint::from_metadata(&bytes),
-            Ok(None) => Err("the endpoint has no switchyard metadata".to_string()),
-            Err(e) => Err(e.to_string()),
+        let deployment = match deployment(host) {
+            Ok(d) => d,
+            Err(detail) => return misconfigured(host, detail),
         };
-        let endpoint = match endpoint {
-            Ok(ep) => ep,
-            Err(detail) => return misconfigured(host, format!("the selected deployment is misconfigured: {detail}")),
-        };
-        if let Some(var) = &endpoint.api_key_env {
-            match host.env(var).filter(|k| !k.is_empty()) {
-                Some(key) => self.api_key = Some(key),
-                None => {
-                    return misconfigured(
-                        host,
-                        format!("the {} deployment's API key variable {var} is not set", endpoint.provider.name()),
-                    )
-                }
-            }
-        }
-        self.endpoint = Some(endpoint);
+        self.deployment = Some(deployment);
         if end_of_stream {
             return self.on_request_body(host, 0, true);
         }
@@ -80,9 +59,10 @@ impl UpstreamExchange {
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        let Some(endpoint) = &self.endpoint else {
+        let Some(deployment) = &self.deployment else {
             return Flow::Continue;
         };
+        let endpoint = &deployment.endpoint;
         if !end_of_stream {
             return Flow::Pause;
         }
@@ -105,32 +85,28 @@ impl UpstreamExchange {
             }
             None => body.len(),
         };
-        let auth = self.api_key.as_deref().map(|key| adapter.auth().header(key));
-        let mut set: Vec<(&str, &str)> = vec![(":path", &translated.path), (":authority", &endpoint.authority)];
+        // The headers are written one at a time without reading the map first: writes
+        // are cheap host calls, reads are not.
+        let auth = deployment.api_key.as_deref().map(|key| adapter.auth().header(key));
+        let mut writes: Vec<(&str, Option<&str>)> = Vec::with_capacity(16);
+        let ours = |name: &str| {
+            auth.as_ref().is_some_and(|(n, _)| *n == name) || translated.headers.iter().any(|(n, _)| *n == name)
+        };
+        writes.extend(PROVIDER_HEADERS.into_iter().filter(|name| !ours(name)).map(|name| (name, None)));
         let content_length = content_length.to_string();
-        set.push(("content-length", &content_length));
+        writes.push((":path", Some(&translated.path)));
+        writes.push((":authority", Some(&endpoint.authority)));
+        writes.push(("content-length", Some(&content_length)));
         if let Some((name, value)) = &auth {
-            set.push((name, value));
+            writes.push((name, Some(value)));
         }
-        set.extend(translated.headers.iter().map(|(k, v)| (*k, v.as_str())));
-        // Client credentials were stripped downstream; removing them again here keeps
-        // that true even if the downstream filter is bypassed or misconfigured, and
-        // clears a previous attempt's provider key. The provider must answer
-        // uncompressed (its body is read here), and client addresses are nobody's
-        // business at a third-party provider.
-        let remove = CLIENT_CREDENTIAL_HEADERS
-            .into_iter()
-            .chain(PROVIDER_HEADERS)
-            .chain(PRIVATE_HEADERS)
-            .chain([ROUTE_HEADER, "accept-encoding"])
-            .filter(|h| !set.iter().any(|(name, _)| name == h));
-        for (name, value) in &set {
-            if let Err(e) = host.set_request_header(name, value) {
-                return misconfigured(host, e.to_string());
-            }
-        }
-        for name in remove {
-            if let Err(e) = host.remove_request_header(name) {
+        writes.extend(translated.headers.iter().map(|(k, v)| (*k, Some(v.as_str()))));
+        for (name, value) in writes {
+            let result = match value {
+                Some(value) => host.set_request_header(name, value),
+                None => host.remove_request_header(name),
+            };
+            if let Err(e) = result {
                 return misconfigured(host, e.to_string());
             }
         }
@@ -141,9 +117,10 @@ impl UpstreamExchange {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
-        let Some(endpoint) = &self.endpoint else {
+        let Some(deployment) = &self.deployment else {
             return Flow::Continue;
         };
+        let endpoint = &deployment.endpoint;
         let status = host.response_header(":status").ok().flatten().and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.response_status = status;
         let adapter = endpoint.provider.adapter();
@@ -155,7 +132,7 @@ impl UpstreamExchange {
             }
             ResponseHandling::Stream => {
                 let ctx = StreamContext { created: host.now_unix(), include_usage: self.include_usage };
-                self.translator = Some(adapter.chat_stream(ctx, self.api_key.clone()));
+                self.translator = Some(adapter.chat_stream(ctx, deployment.api_key.clone()));
                 // The body is rewritten as it flows: its length is unknown, and the
                 // headers go to the client now, so the first token is not held back.
                 let result = host
@@ -183,9 +160,10 @@ impl UpstreamExchange {
     }
 
     pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        let Some(endpoint) = &self.endpoint else {
+        let Some(deployment) = &self.deployment else {
             return Flow::Continue;
         };
+        let endpoint = &deployment.endpoint;
         match self.handling {
             ResponseHandling::PassThrough => return Flow::Continue,
             ResponseHandling::Stream => return self.stream_body(host, body_size, end_of_stream),
@@ -201,7 +179,7 @@ impl UpstreamExchange {
                 return Flow::Continue;
             }
         };
-        let ctx = ResponseContext { created: host.now_unix(), api_key: self.api_key.as_deref() };
+        let ctx = ResponseContext { created: host.now_unix(), api_key: deployment.api_key.as_deref() };
         let out = endpoint.provider.adapter().chat_response(&ctx, self.response_status, &body);
         let result = host
             .set_response_body(body.len(), &out.body)
@@ -244,6 +222,26 @@ impl UpstreamExchange {
             let _ = host.set_response_header(DROPPED_PARAMS_HEADER, &self.dropped_params.join(","));
         }
     }
+}
+
+/// The chosen endpoint's deployment, from its metadata (one property read: two clusters
+/// may share an address with different settings, so there is no cheaper key to cache
+/// by).
+fn deployment(host: &dyn Host) -> Result<Deployment, String> {
+    let path = ["xds", "upstream_host_metadata", "filter_metadata", METADATA_NAMESPACE];
+    let endpoint = match host.property(&path) {
+        Ok(Some(bytes)) => Endpoint::from_metadata(&bytes),
+        Ok(None) => Err("the endpoint has no switchyard metadata".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+    .map_err(|detail| format!("the selected deployment is misconfigured: {detail}"))?;
+    let api_key = match &endpoint.api_key_env {
+        Some(var) => Some(host.env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+            format!("the {} deployment's API key variable {var} is not set", endpoint.provider.name())
+        })?),
+        None => None,
+    };
+    Ok(Deployment { endpoint, api_key })
 }
 
 fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {

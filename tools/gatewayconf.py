@@ -26,6 +26,12 @@ METADATA_NAMESPACE = "switchyard"
 PROVIDERS = {"openai", "anthropic"}
 METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens"}
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# Request headers the route table must strip before a request leaves for a provider:
+# client credentials and addresses, the routing header, and accept-encoding (provider
+# bodies are read and rewritten, so they must come uncompressed). The upstream filter
+# relies on this instead of spending a host call per header on every request.
+MUST_REMOVE = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project",
+               ROUTE_HEADER, "x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
 PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -171,7 +177,8 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
                 for d in g.deployments]}],
         }
         clusters.append(c)
-        route_list.append({"match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": g.name}}]},
+        route_list.append({"name": g.name,
+                           "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": g.name}}]},
                            "route": {"cluster": c["name"], "timeout": g.route_timeout}})
         models.append({"id": g.name, "owned_by": "switchyard"})
     doc["static_resources"]["clusters"] = clusters
@@ -189,6 +196,9 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
 def lint(doc: dict) -> list[str]:
     """Invariants Envoy does not check; an empty list means consistent."""
     problems = []
+    removed = set(_hcm(doc)["route_config"]["virtual_hosts"][0].get("request_headers_to_remove", []))
+    if MUST_REMOVE - removed:
+        problems.append(f"the virtual host must remove {sorted(MUST_REMOVE - removed)} (request_headers_to_remove)")
     served = [m["id"] for m in downstream_config(doc).get("models", [])]
     routed = {}
     for r in routes(doc):
@@ -197,6 +207,8 @@ def lint(doc: dict) -> list[str]:
             continue
         if model in routed:
             problems.append(f"route for model {model!r} appears twice")
+        if r.get("name") != model:
+            problems.append(f"route for model {model!r} must be named {model!r} (the access log reports it)")
         routed[model] = r.get("route", {}).get("cluster")
     for model in served:
         if model not in routed:

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::ROUTE_HEADER;
 use crate::host::FakeHost;
 use crate::pairs;
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ fn host_for(metadata: &[(&str, &str)], env: &[(&str, &str)], body: &Value) -> Fa
             ("accept-encoding", "gzip"),
             ("authorization", "Bearer sk-client-should-vanish"),
             ("x-forwarded-for", "203.0.113.9"),
+            ("x-api-key", "sk-client-also-vanishes"),
         ],
         body.to_string().as_bytes(),
     );
@@ -62,8 +64,10 @@ fn request_is_translated_for_the_endpoint_provider() {
     assert_eq!(host.request_header(":authority").as_deref(), Some("api.anthropic.com"));
     assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
     assert_eq!(host.request_header("anthropic-version").as_deref(), Some("2023-06-01"));
-    for gone in ["authorization", ROUTE_HEADER, "accept-encoding", "x-forwarded-for"] {
-        assert_eq!(host.request_header(gone), None, "{gone}");
+    assert_eq!(host.request_header("authorization"), None, "the client's key never travels");
+    // Left to the route's request_headers_to_remove (enforced by the config lint).
+    for kept in [ROUTE_HEADER, "accept-encoding", "x-forwarded-for"] {
+        assert!(host.request_header(kept).is_some(), "{kept}");
     }
     let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
     assert_eq!(body["model"], "claude-sonnet-4-5");
@@ -98,6 +102,7 @@ fn response_is_translated_and_dropped_params_reported() {
     assert_eq!(host.response_header_value("content-length").unwrap(), host.response_body.borrow().len().to_string());
     assert_eq!(host.response_header_value("content-type").as_deref(), Some("application/json"));
     assert_eq!(host.response_header_value(DROPPED_PARAMS_HEADER).as_deref(), Some("seed"));
+    assert_eq!(host.header_reads(), 1, "only the response status is read");
 }
 
 #[test]

@@ -61,7 +61,6 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -146,17 +145,6 @@ pub fn get_map_value(map_type: u32, key: &str) -> HostResult<Option<String>> {
     }
 }
 
-pub fn replace_map_value(map_type: u32, key: &str, value: &str) -> HostResult<()> {
-    let status =
-        unsafe { proxy_replace_header_map_value(map_type, key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
-    check("replace_header_map_value", status)
-}
-
-pub fn remove_map_value(map_type: u32, key: &str) -> HostResult<()> {
-    let status = unsafe { proxy_remove_header_map_value(map_type, key.as_ptr(), key.len()) };
-    check("remove_header_map_value", status)
-}
-
 /// A property path is its segments joined by NUL.
 fn property_path(path: &[&str]) -> Vec<u8> {
     let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
@@ -169,10 +157,15 @@ fn property_path(path: &[&str]) -> Vec<u8> {
     serialized
 }
 
-pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
-    let serialized = property_path(path);
-    let status = unsafe { proxy_set_property(serialized.as_ptr(), serialized.len(), value.as_ptr(), value.len()) };
-    check("set_property", status)
+pub fn replace_map_value(map_type: u32, key: &str, value: &str) -> HostResult<()> {
+    let status =
+        unsafe { proxy_replace_header_map_value(map_type, key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+    check("replace_header_map_value", status)
+}
+
+pub fn remove_map_value(map_type: u32, key: &str) -> HostResult<()> {
+    let status = unsafe { proxy_remove_header_map_value(map_type, key.as_ptr(), key.len()) };
+    check("remove_header_map_value", status)
 }
 
 pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {

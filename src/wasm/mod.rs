@@ -11,6 +11,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
 use crate::downstream::DownstreamExchange;
+use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult};
 use crate::upstream::UpstreamExchange;
 
@@ -104,6 +105,68 @@ fn action(flow: Flow) -> Action {
     }
 }
 
+/// Wall time per callback, measured inside the VM (`--features profile` only).
+#[cfg(feature = "profile")]
+mod profile {
+    use std::cell::RefCell;
+
+    pub const NAMES: [&str; 18] = [
+        "down headers",
+        "down body",
+        "up headers",
+        "up body",
+        "up resp headers",
+        "up resp body",
+        "get_map",
+        "get_header",
+        "set_header",
+        "remove_header",
+        "get_buffer",
+        "set_buffer",
+        "get_property",
+        "set_property",
+        "env",
+        "now",
+        "send_response",
+        "-",
+    ];
+
+    thread_local! {
+        static TOTALS: RefCell<[(u64, u64); 18]> = const { RefCell::new([(0, 0); 18]) };
+    }
+
+    pub fn time<T>(phase: usize, f: impl FnOnce() -> T) -> T {
+        let start = super::abi::now_nanos();
+        let out = f();
+        let spent = super::abi::now_nanos().saturating_sub(start);
+        TOTALS.with(|t| {
+            let mut t = t.borrow_mut();
+            if let Some(slot) = t.get_mut(phase) {
+                slot.0 += spent;
+                slot.1 += 1;
+            }
+            if phase == 0 && t.first().is_some_and(|s| s.1 % 5000 == 0) {
+                let report: Vec<String> = t
+                    .iter()
+                    .zip(NAMES)
+                    .map(|((ns, n), name)| format!("{name}: {:.1} µs x{n}", *ns as f64 / (*n).max(1) as f64 / 1000.0))
+                    .collect();
+                log::warn!("profile: {}", report.join(", "));
+                *t = [(0, 0); 18];
+            }
+        });
+        out
+    }
+}
+
+#[cfg(not(feature = "profile"))]
+mod profile {
+    #[inline(always)]
+    pub fn time<T>(_phase: usize, f: impl FnOnce() -> T) -> T {
+        f()
+    }
+}
+
 struct DownstreamHttp(DownstreamExchange);
 
 impl Context for DownstreamHttp {}
@@ -112,17 +175,17 @@ impl HttpContext for DownstreamHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "trap-test")]
         trap_if_asked();
-        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+        action(profile::time(0, || self.0.on_request_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+        action(profile::time(1, || self.0.on_request_body(&WasmHost, body_size, end_of_stream)))
     }
 }
 
 #[cfg(feature = "trap-test")]
 #[allow(clippy::panic)]
 fn trap_if_asked() {
-    if matches!(abi::get_map_value(abi::MAP_REQUEST_HEADERS, "x-switchyard-test-trap"), Ok(Some(_))) {
+    if abi::get_map(abi::MAP_REQUEST_HEADERS).is_ok_and(|h| h.iter().any(|(k, _)| k == "x-switchyard-test-trap")) {
         panic!("trap requested by x-switchyard-test-trap");
     }
 }
@@ -133,16 +196,16 @@ impl Context for UpstreamHttp {}
 
 impl HttpContext for UpstreamHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_headers(&WasmHost, end_of_stream))
+        action(profile::time(2, || self.0.on_request_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
+        action(profile::time(3, || self.0.on_request_body(&WasmHost, body_size, end_of_stream)))
     }
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_response_headers(&WasmHost, end_of_stream))
+        action(profile::time(4, || self.0.on_response_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_response_body(&WasmHost, body_size, end_of_stream))
+        action(profile::time(5, || self.0.on_response_body(&WasmHost, body_size, end_of_stream)))
     }
 }
 
@@ -150,47 +213,44 @@ impl HttpContext for UpstreamHttp {
 struct WasmHost;
 
 impl Host for WasmHost {
-    fn request_headers(&self) -> HostResult<Vec<(String, String)>> {
-        abi::get_map(abi::MAP_REQUEST_HEADERS)
+    fn request_headers(&self) -> HostResult<Headers> {
+        profile::time(6, || abi::get_map(abi::MAP_REQUEST_HEADERS).map(Headers::new))
     }
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
-        abi::replace_map_value(abi::MAP_REQUEST_HEADERS, name, value)
+        profile::time(8, || abi::replace_map_value(abi::MAP_REQUEST_HEADERS, name, value))
     }
     fn remove_request_header(&self, name: &str) -> HostResult<()> {
-        abi::remove_map_value(abi::MAP_REQUEST_HEADERS, name)
+        profile::time(9, || abi::remove_map_value(abi::MAP_REQUEST_HEADERS, name))
     }
     fn request_body(&self, size: usize) -> HostResult<Vec<u8>> {
-        abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, size)
+        profile::time(10, || abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, size))
     }
     fn set_request_body(&self, current_size: usize, body: &[u8]) -> HostResult<()> {
-        abi::replace_buffer(abi::BUFFER_REQUEST_BODY, current_size, body)
+        profile::time(11, || abi::replace_buffer(abi::BUFFER_REQUEST_BODY, current_size, body))
     }
     fn response_header(&self, name: &str) -> HostResult<Option<String>> {
-        abi::get_map_value(abi::MAP_RESPONSE_HEADERS, name)
+        profile::time(7, || abi::get_map_value(abi::MAP_RESPONSE_HEADERS, name))
     }
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
-        abi::replace_map_value(abi::MAP_RESPONSE_HEADERS, name, value)
+        profile::time(8, || abi::replace_map_value(abi::MAP_RESPONSE_HEADERS, name, value))
     }
     fn remove_response_header(&self, name: &str) -> HostResult<()> {
-        abi::remove_map_value(abi::MAP_RESPONSE_HEADERS, name)
+        profile::time(9, || abi::remove_map_value(abi::MAP_RESPONSE_HEADERS, name))
     }
     fn response_body(&self, size: usize) -> HostResult<Vec<u8>> {
-        abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, size)
+        profile::time(10, || abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, size))
     }
     fn set_response_body(&self, current_size: usize, body: &[u8]) -> HostResult<()> {
-        abi::replace_buffer(abi::BUFFER_RESPONSE_BODY, current_size, body)
+        profile::time(11, || abi::replace_buffer(abi::BUFFER_RESPONSE_BODY, current_size, body))
     }
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
-        abi::get_property(path)
-    }
-    fn set_filter_state(&self, name: &str, value: &str) -> HostResult<()> {
-        abi::set_property(&[name], value.as_bytes())
+        profile::time(12, || abi::get_property(path))
     }
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
         abi::send_local_response(status, headers, body)
     }
     fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+        profile::time(14, || std::env::var(name).ok())
     }
     fn now_unix(&self) -> u64 {
         now_unix()

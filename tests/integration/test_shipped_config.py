@@ -36,11 +36,13 @@ def test_lint_catches_inconsistencies():
     meta = gatewayconf.endpoint_metadata(gatewayconf.endpoints(gatewayconf.cluster(doc, "model.gpt-4.1"))[0])
     meta["provider"] = "nonsense"
     meta["api_key_env"] = "NOT_PASSED_TO_VM"
+    gatewayconf._hcm(doc)["route_config"]["virtual_hosts"][0]["request_headers_to_remove"].remove("authorization")
     problems = "\n".join(gatewayconf.lint(doc))
     assert "'orphan' is served by the filter but has no route" in problems
     assert "'demo' is served by the filter but has no route" in problems
     assert "provider 'nonsense'" in problems
     assert "NOT_PASSED_TO_VM" in problems
+    assert "must remove ['authorization']" in problems
 
 
 @pytest.fixture
