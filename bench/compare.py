@@ -435,6 +435,8 @@ def report(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict 
                 lines.append(f"- p99 @ {r} rps: Switchyard passthrough {a:.2f} ms vs LiteLLM {b:.2f} ms")
         cpu_ratio = (med(lite, "saturation", CONNECTIONS[-1], "cpu_us_per_request") or 0) / (med(scenarios["Switchyard passthrough"], "saturation", CONNECTIONS[-1], "cpu_us_per_request") or 1)
         lines.append(f"- LiteLLM CPU per request / Switchyard passthrough: **{cpu_ratio:,.0f}×**")
+    lines += ["", "Targets (issue 3)", "", "| target | measured | |", "|---|---|---|"]
+    lines += targets(scenarios, core, memory, soak)
     lines += ["", "Memory (peak RSS, MiB)", ""]
     for name, kib in memory.items():
         lines.append(f"- {name}: {kib / 1024:.1f}")
@@ -449,6 +451,52 @@ def report(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict 
     if notes:
         lines += ["", "Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def targets(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict | None) -> list[str]:
+    rows = []
+
+    def row(target: str, value, limit, unit: str, higher_is_better: bool, digits: int = 2):
+        if value is None:
+            rows.append(f"| {target} | not measured | |")
+            return
+        met = value >= limit if higher_is_better else value <= limit
+        gap = "met" if met else f"missed by {abs(value - limit):,.{digits}f}{unit}"
+        rows.append(f"| {target} | {value:,.{digits}f}{unit} | {gap} |")
+
+    plain, pas, tra = scenarios["plain Envoy"], scenarios["Switchyard passthrough"], scenarios["Switchyard translated"]
+    for rate in (500, 2000):
+        a, b = med(tra, "rates", rate, "p99_ms"), med(plain, "rates", rate, "p99_ms")
+        row(f"translated, added p99 over plain Envoy @ {rate} rps ≤ 0.3 ms", None if a is None or b is None else a - b,
+            0.3, " ms", False, 3)
+    c = CONNECTIONS[-1]
+    base = med(plain, "saturation", c, "rps") or 1
+    row("translated saturated throughput ≥ 60% of plain Envoy", 100 * (med(tra, "saturation", c, "rps") or 0) / base, 60, "%", True, 0)
+    row("passthrough saturated throughput ≥ 80% of plain Envoy", 100 * (med(pas, "saturation", c, "rps") or 0) / base, 80, "%", True, 0)
+    lite = scenarios.get("LiteLLM")
+    if lite:
+        row("≥ 100× LiteLLM's saturated throughput (passthrough)",
+            (med(pas, "saturation", c, "rps") or 0) / (med(lite, "saturation", c, "rps") or 1), 100, "×", True, 0)
+        worse = [r for r in RATES if med(lite, "rates", r, "p99_ms") is not None
+                 and (med(pas, "rates", r, "p99_ms") or 0) >= med(lite, "rates", r, "p99_ms")]
+        sustained = [r for r in RATES if med(lite, "rates", r, "p99_ms") is not None]
+        rows.append(f"| lower p99 than LiteLLM at every rate it sustains ({', '.join(map(str, sustained)) or 'none'} rps) | "
+                    f"{'higher at ' + ', '.join(map(str, worse)) if worse else 'lower at all'} | {'met' if not worse else 'missed'} |")
+    else:
+        rows.append("| ≥ 100× LiteLLM's saturated throughput | LiteLLM not measured | |")
+    by_name = {m["name"]: m for m in core}
+    row("translation core ≤ 20 µs per typical request + response", by_name.get("anthropic: request + response", {}).get("us"), 20, " µs", False)
+    per_event = [m["us"] for m in core if m["per"] == "event"]
+    row("translation core ≤ 2 µs per stream chunk (worst adapter)", max(per_event) if per_event else None, 2, " µs", False)
+    if "plain Envoy" in memory and "Switchyard Envoy" in memory:
+        row("Envoy RSS with the filter ≤ 30 MiB over plain Envoy", (memory["Switchyard Envoy"] - memory["plain Envoy"]) / 1024, 30, " MiB", False, 1)
+    if soak and len(soak["rss_kib"]) > 2:
+        settled = soak["rss_kib"][max(1, int(60 / soak["interval"])):]
+        row(f"RSS flat over a {soak['seconds'] / 60:.0f}-minute run (growth after the first minute ≤ 2 MiB)",
+            (max(settled) - min(settled)) / 1024, 2, " MiB", False, 1)
+    else:
+        rows.append("| RSS flat across a 10-minute run | not run in this report (BENCH_SOAK_SECONDS=600) | |")
+    return rows
 
 
 def update_readme(table: str) -> None:
@@ -608,5 +656,25 @@ def main() -> int:
     return 0
 
 
+def rerender() -> int:
+    """Rebuilds latest.md (and the README table) from latest.json, e.g. after the
+    report's format changed, without measuring again."""
+    data = json.loads((RESULTS / "latest.json").read_text())
+    scenarios = {}
+    for name, results in data["scenarios"].items():
+        s = Scenario(name, "", "", name.endswith("(stream)"))
+        # JSON turned the integer keys (connections, rates) into strings.
+        s.results = [{k: ({int(kk): vv for kk, vv in v.items()} if k in ("saturation", "rates") else v)
+                      for k, v in r.items()} for r in results]
+        scenarios[name] = s
+    text = report(scenarios, data["core"], data["memory_kib"], data.get("soak"), data["machine"], data.get("notes", []))
+    (RESULTS / "latest.md").write_text(text)
+    update_readme(text)
+    print(text)
+    return 0
+
+
 if __name__ == "__main__":
+    if "--rerender" in sys.argv:
+        sys.exit(rerender())
     sys.exit(cpu_main() if "--cpu" in sys.argv else main())

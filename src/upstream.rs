@@ -128,7 +128,9 @@ impl UpstreamExchange {
         match self.handling {
             ResponseHandling::PassThrough => {
                 self.mark_dropped(host);
-                return Flow::Continue;
+                // Held until complete (not read): headers and body then cross the
+                // filter chains once, which costs less than streaming a short body.
+                return if end_of_stream { Flow::Continue } else { Flow::Pause };
             }
             ResponseHandling::Stream => {
                 let ctx = StreamContext { created: host.now_unix(), include_usage: self.include_usage };
@@ -165,7 +167,9 @@ impl UpstreamExchange {
         };
         let endpoint = &deployment.endpoint;
         match self.handling {
-            ResponseHandling::PassThrough => return Flow::Continue,
+            ResponseHandling::PassThrough => {
+                return if end_of_stream { Flow::Continue } else { Flow::Pause };
+            }
             ResponseHandling::Stream => return self.stream_body(host, body_size, end_of_stream),
             ResponseHandling::Translate => {}
         }

@@ -130,7 +130,7 @@ fn body_less_error_still_gets_a_status_clients_understand() {
 }
 
 #[test]
-fn openai_success_passes_through_untouched() {
+fn openai_success_passes_through_untouched_and_unread() {
     let meta = [("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "OPENAI_API_KEY")];
     let host = host_for(&meta, &[("OPENAI_API_KEY", "sk-openai")], &chat());
     let (mut ex, flow) = send_request(&host);
@@ -140,9 +140,12 @@ fn openai_success_passes_through_untouched() {
     assert_eq!(host.request_header(":authority").as_deref(), Some("api.openai.com"));
     *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
     *host.response_body.borrow_mut() = b"{\"untouched\":true}".to_vec();
-    assert_eq!(ex.on_response_headers(&host, false), Flow::Continue);
+    // Held until complete (one pass through the filter chains), never read.
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
+    assert_eq!(ex.on_response_body(&host, 9, false), Flow::Pause);
     assert_eq!(ex.on_response_body(&host, 18, true), Flow::Continue);
     assert_eq!(&*host.response_body.borrow(), b"{\"untouched\":true}");
+    assert_eq!(host.header_reads(), 1, "only the status");
 }
 
 #[test]
