@@ -16,9 +16,10 @@ use std::time::Instant;
 use switchyard::config::UpstreamConfig;
 use switchyard::endpoint::Endpoint;
 use switchyard::json::parse_request;
+use switchyard::operation::Operation;
 use switchyard::pairs;
 use switchyard::providers::stream::StreamContext;
-use switchyard::providers::{Provider, RequestContext, ResponseContext};
+use switchyard::providers::{Provider, RequestContext, RequestFacts, ResponseContext};
 use switchyard::schema::openai::ChatRequest;
 use switchyard::validate;
 
@@ -144,7 +145,24 @@ fn main() {
     let config = UpstreamConfig::default();
     let anthropic = endpoint("anthropic", "claude-sonnet-4-5");
     let openai = endpoint("openai", "gpt-4o-mini");
-    let response_ctx = ResponseContext { created: 1_700_000_000, api_key: Some("sk-bench") };
+    let facts = RequestFacts { model: "claude".into(), ..RequestFacts::default() };
+    let response_ctx =
+        ResponseContext { created: 1_700_000_000, api_key: Some("sk-bench"), endpoint: &anthropic, request: &facts };
+    let stream_ctx = |provider: Provider, include_usage| StreamContext {
+        created: 1,
+        include_usage,
+        provider,
+        api_key: Some("sk-bench".into()),
+        facts: facts.clone(),
+    };
+    let request = |endpoint: &Endpoint| {
+        let ctx = RequestContext { endpoint, config: &config };
+        endpoint
+            .provider
+            .adapter()
+            .request(&ctx, Operation::Chat, black_box(REQUEST.as_bytes()), &mut RequestFacts::default())
+            .unwrap()
+    };
     let (a_stream, a_events) = anthropic_stream();
     let (o_stream, o_events) = openai_stream();
 
@@ -155,40 +173,37 @@ fn main() {
             black_box(&req);
         }),
         measure("anthropic: request", "request", 1, || {
-            let ctx = RequestContext { endpoint: &anthropic, config: &config };
-            black_box(Provider::Anthropic.adapter().chat_request(&ctx, black_box(REQUEST.as_bytes())).unwrap());
+            black_box(request(&anthropic));
         }),
         measure("anthropic: response", "response", 1, || {
-            black_box(Provider::Anthropic.adapter().chat_response(
+            black_box(Provider::Anthropic.adapter().response(
                 &response_ctx,
+                Operation::Chat,
                 200,
                 black_box(ANTHROPIC_RESPONSE.as_bytes()),
             ));
         }),
         measure("anthropic: request + response", "exchange", 1, || {
-            let ctx = RequestContext { endpoint: &anthropic, config: &config };
-            black_box(Provider::Anthropic.adapter().chat_request(&ctx, black_box(REQUEST.as_bytes())).unwrap());
-            black_box(Provider::Anthropic.adapter().chat_response(
+            black_box(request(&anthropic));
+            black_box(Provider::Anthropic.adapter().response(
                 &response_ctx,
+                Operation::Chat,
                 200,
                 black_box(ANTHROPIC_RESPONSE.as_bytes()),
             ));
         }),
         measure("anthropic: stream, per event", "event", a_events, || {
-            let ctx = StreamContext { created: 1, include_usage: true };
-            let mut translator = Provider::Anthropic.adapter().chat_stream(ctx, None);
+            let mut translator = Provider::Anthropic.adapter().stream(stream_ctx(Provider::Anthropic, true));
             let mut out = Vec::with_capacity(a_stream.len() * 2);
             translator.push(black_box(&a_stream), &mut out);
             translator.finish(&mut out);
             black_box(out);
         }),
         measure("openai: request (model rewrite)", "request", 1, || {
-            let ctx = RequestContext { endpoint: &openai, config: &config };
-            black_box(Provider::OpenAi.adapter().chat_request(&ctx, black_box(REQUEST.as_bytes())).unwrap());
+            black_box(request(&openai));
         }),
         measure("openai: stream, per event", "event", o_events, || {
-            let ctx = StreamContext { created: 1, include_usage: false };
-            let mut translator = Provider::OpenAi.adapter().chat_stream(ctx, None);
+            let mut translator = openai.provider.adapter().stream(stream_ctx(openai.provider, false));
             let mut out = Vec::with_capacity(o_stream.len());
             translator.push(black_box(&o_stream), &mut out);
             translator.finish(&mut out);

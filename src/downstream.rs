@@ -8,17 +8,13 @@ use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
 use crate::host::{Flow, Host};
 use crate::json::parse_request;
-use crate::schema::openai::ChatRequest;
+use crate::operation::Operation;
+use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
 use crate::validate;
 
 /// Client credentials: read here (gateway key), never forwarded to a provider.
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    ChatCompletions,
-}
 
 enum Route<'p> {
     Api(Operation),
@@ -34,7 +30,9 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
     // Clients configured with the gateway's root as base URL omit the `/v1`.
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let (route, allowed) = match path {
-        "/chat/completions" => (Route::Api(Operation::ChatCompletions), "POST"),
+        "/chat/completions" => (Route::Api(Operation::Chat), "POST"),
+        "/embeddings" => (Route::Api(Operation::Embeddings), "POST"),
+        "/completions" => (Route::Api(Operation::Completions), "POST"),
         "/models" => (Route::ListModels, "GET"),
         _ => match path.strip_prefix("/models/") {
             Some(id) if !id.is_empty() => (Route::GetModel(id), "GET"),
@@ -117,7 +115,7 @@ impl DownstreamExchange {
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        let Some(Operation::ChatCompletions) = self.operation else {
+        let Some(operation) = self.operation else {
             return Flow::Continue;
         };
         if !end_of_stream {
@@ -127,7 +125,7 @@ impl DownstreamExchange {
             Ok(b) => b,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let model = match chat_model(&body) {
+        let model = match requested_model(operation, &body) {
             Ok(model) => model,
             Err(err) => return reply_error(host, &err),
         };
@@ -148,11 +146,33 @@ impl DownstreamExchange {
     }
 }
 
-/// Parses and validates a chat request, returning the model it asks for.
-fn chat_model(body: &[u8]) -> Result<String, GatewayError> {
-    let req: ChatRequest = parse_request(body)?;
-    validate::chat_request(&req)?;
-    Ok(req.model.into_owned())
+/// Parses and validates a request for its operation, returning the model it asks for.
+fn requested_model(operation: Operation, body: &[u8]) -> Result<String, GatewayError> {
+    let model = match operation {
+        Operation::Chat => {
+            let req: ChatRequest = parse_request(body)?;
+            validate::chat_request(&req)?;
+            req.model.into_owned()
+        }
+        Operation::Embeddings => {
+            let req: EmbeddingsRequest = parse_request(body)?;
+            validate::embeddings_request(&req)?;
+            req.model.into_owned()
+        }
+        Operation::Completions => {
+            let req: CompletionsRequest = parse_request(body)?;
+            validate::completions_request(&req)?;
+            req.model.into_owned()
+        }
+    };
+    // The upstream filter tells operations apart by their defining fields, so a body
+    // must carry its own and no other (OpenAI rejects such fields as unrecognized too).
+    let stray = Operation::present(body).unwrap_or_default().into_iter().find(|op| *op != operation);
+    if let Some(stray) = stray {
+        let field = stray.defining_field();
+        return Err(GatewayError::invalid(field, format!("Unrecognized request argument supplied: {field}")));
+    }
+    Ok(model)
 }
 
 fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {

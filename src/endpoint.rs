@@ -8,11 +8,13 @@
 //! | `api_key_env` | environment variable holding the provider key (default: no auth)    |
 //! | `api_base`    | `scheme://host[:port][/path]`; sets `:authority` and the path prefix |
 //! | `max_tokens`  | `max_tokens` to send when the client gave none (providers needing it)|
+//! | `api_version` | Azure: the `api-version` of deployment URLs (absent: the v1 API)     |
+//! | `unsupported_params` | `default`, `drop` or `reject` (see [`ParamPolicy`])          |
 //!
 //! The scheme in `api_base` is informational: TLS is the cluster's transport socket.
 
 use crate::pairs;
-use crate::providers::Provider;
+use crate::providers::{ParamPolicy, Provider};
 
 pub const METADATA_NAMESPACE: &str = "switchyard";
 
@@ -24,6 +26,8 @@ pub struct Endpoint {
     pub authority: String,
     pub base_path: String,
     pub max_tokens: Option<u32>,
+    pub api_version: Option<String>,
+    pub param_policy: ParamPolicy,
 }
 
 impl Endpoint {
@@ -36,6 +40,8 @@ impl Endpoint {
         let mut api_key_env = None;
         let mut api_base = None;
         let mut max_tokens = None;
+        let mut api_version = None;
+        let mut param_policy = ParamPolicy::Default;
         for (key, value) in entries {
             let text = || {
                 String::from_utf8(value.to_vec()).map_err(|_| format!("{} is not UTF-8", String::from_utf8_lossy(key)))
@@ -54,6 +60,12 @@ impl Endpoint {
                         .ok_or("max_tokens must be a positive integer")?;
                     max_tokens = Some(n as u32);
                 }
+                b"api_version" => api_version = Some(text()?).filter(|v| !v.is_empty()),
+                b"unsupported_params" => {
+                    let name = text()?;
+                    param_policy = ParamPolicy::from_name(&name)
+                        .ok_or_else(|| format!("unsupported_params must be default, drop or reject, not {name:?}"))?;
+                }
                 // Other keys (prices, labels) belong to other consumers of the metadata.
                 _ => {}
             }
@@ -61,7 +73,16 @@ impl Endpoint {
         let provider = provider.ok_or("endpoint metadata has no provider")?;
         let base = api_base.as_deref().unwrap_or(provider.default_api_base());
         let (authority, base_path) = split_api_base(base)?;
-        Ok(Endpoint { provider, model, api_key_env, authority, base_path, max_tokens })
+        // Model ids have slashes (`meta-llama/Llama-3.3-70B`, `accounts/fireworks/models/…`);
+        // adapters that put one in a URL path escape or check it. The version goes into
+        // a query string as it is.
+        if model.as_deref().is_some_and(|m| !m.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(format!("model {model:?} may not contain spaces or control characters"));
+        }
+        if api_version.as_deref().is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic() && !b"/?#&%".contains(&b))) {
+            return Err(format!("api_version {api_version:?} may not contain spaces or any of / ? # & %"));
+        }
+        Ok(Endpoint { provider, model, api_key_env, authority, base_path, max_tokens, api_version, param_policy })
     }
 
     /// The model name to send: the deployment's, or else the alias the client used.
@@ -124,6 +145,18 @@ mod tests {
         let ep = Endpoint::from_metadata(&meta(&[("provider", b"anthropic"), ("max_tokens", b"512")])).unwrap();
         assert_eq!((ep.authority.as_str(), ep.base_path.as_str()), ("api.anthropic.com", ""));
         assert_eq!(ep.max_tokens, Some(512));
+        let ep = Endpoint::from_metadata(&meta(&[("provider", b"gemini")])).unwrap();
+        assert_eq!((ep.authority.as_str(), ep.base_path.as_str()), ("generativelanguage.googleapis.com", ""));
+    }
+
+    #[test]
+    fn model_ids_may_have_slashes_and_colons() {
+        for model in
+            ["meta-llama/Llama-3.3-70B-Instruct-Turbo", "accounts/fireworks/models/llama-v3p1-8b", "llama3.2:3b"]
+        {
+            let ep = Endpoint::from_metadata(&meta(&[("provider", b"together"), ("model", model.as_bytes())])).unwrap();
+            assert_eq!(ep.model.as_deref(), Some(model));
+        }
     }
 
     #[test]
@@ -140,6 +173,9 @@ mod tests {
             meta(&[("provider", b"openai"), ("max_tokens", b"0")]),
             meta(&[("provider", b"openai"), ("max_tokens", b"1.5")]),
             meta(&[("provider", &[0xff, 0xfe])]),
+            meta(&[("provider", b"openai"), ("model", b"gpt 4")]),
+            meta(&[("provider", b"azure"), ("api_version", b"2024-10-21&x=1")]),
+            meta(&[("provider", b"openai"), ("unsupported_params", b"ignore")]),
         ];
         for bytes in cases {
             assert!(Endpoint::from_metadata(&bytes).is_err(), "{bytes:?}");

@@ -5,6 +5,7 @@
 //! matters more than `type`; both are decided here and nowhere else.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// The `error.type` values the gateway emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,9 @@ pub struct ProviderError {
     pub code: Option<String>,
     pub param: Option<String>,
     pub message: String,
+    /// Azure's `innererror` (which content filter fired, and why), as raw JSON, passed on
+    /// beside the standard fields.
+    pub innererror: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +214,19 @@ impl GatewayError {
 
     /// The OpenAI error envelope as JSON bytes.
     pub fn body(&self) -> Vec<u8> {
-        error_body(&self.message(), self.kind().as_str(), self.param(), self.code())
+        let inner = match self {
+            GatewayError::Provider(e) => e.innererror.as_deref(),
+            _ => None,
+        };
+        let inner = inner.and_then(|raw| serde_json::from_str::<&RawValue>(raw).ok());
+        let body = Body {
+            message: &self.message(),
+            kind: self.kind().as_str(),
+            param: self.param(),
+            code: self.code(),
+            innererror: inner,
+        };
+        serde_json::to_vec(&Envelope { error: body }).unwrap_or_else(|_| FALLBACK_BODY.to_vec())
     }
 }
 
@@ -226,14 +242,18 @@ struct Body<'a> {
     kind: &'a str,
     param: Option<&'a str>,
     code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    innererror: Option<&'a RawValue>,
 }
+
+const FALLBACK_BODY: &[u8] =
+    br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#;
 
 /// Serialises an OpenAI error envelope. Serialising these borrowed strings cannot fail;
 /// the fallback literal keeps that a fact rather than an `unwrap`.
 pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Vec<u8> {
-    serde_json::to_vec(&Envelope { error: Body { message, kind, param, code } }).unwrap_or_else(|_| {
-        br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.to_vec()
-    })
+    serde_json::to_vec(&Envelope { error: Body { message, kind, param, code, innererror: None } })
+        .unwrap_or_else(|_| FALLBACK_BODY.to_vec())
 }
 
 /// Replaces every occurrence of `secret` in `text`. Providers sometimes quote the key
@@ -313,6 +333,7 @@ mod tests {
                     code: Some("overloaded".into()),
                     param: None,
                     message: "Overloaded".into(),
+                    innererror: None,
                 }),
                 503,
                 "service_unavailable",

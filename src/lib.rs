@@ -18,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod host;
 pub mod json;
+pub mod operation;
 pub mod pairs;
 pub mod providers;
 pub mod upstream;
@@ -29,6 +30,7 @@ mod testing;
 pub mod schema {
     //! Wire types, one module per API format.
     pub mod anthropic;
+    pub mod gemini;
     pub mod openai;
 }
 

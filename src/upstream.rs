@@ -9,8 +9,9 @@ use crate::config::UpstreamConfig;
 use crate::endpoint::{Deployment, Endpoint, METADATA_NAMESPACE};
 use crate::error::GatewayError;
 use crate::host::{Flow, Host};
+use crate::operation::Operation;
 use crate::providers::stream::{StreamContext, StreamTranslator};
-use crate::providers::{canonical_error, RequestContext, ResponseContext, ResponseHandling};
+use crate::providers::{canonical_error, RequestContext, RequestFacts, ResponseContext, ResponseHandling};
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
 
@@ -19,11 +20,14 @@ pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
 /// another provider must not inherit (say) an Anthropic key or version header; and a
 /// client's own key must never travel (the route's `request_headers_to_remove` and the
 /// downstream filter strip it too, along with addresses and the routing header).
-const PROVIDER_HEADERS: [&str; 5] = ["authorization", "x-api-key", "api-key", "anthropic-version", "anthropic-beta"];
+const PROVIDER_HEADERS: [&str; 6] =
+    ["authorization", "x-api-key", "api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta"];
 
 pub struct UpstreamExchange {
     config: Rc<UpstreamConfig>,
     deployment: Option<Deployment>,
+    operation: Operation,
+    facts: RequestFacts,
     dropped_params: Vec<String>,
     stream: bool,
     include_usage: bool,
@@ -37,6 +41,8 @@ impl UpstreamExchange {
         UpstreamExchange {
             config,
             deployment: None,
+            operation: Operation::Chat,
+            facts: RequestFacts::default(),
             dropped_params: Vec::new(),
             stream: false,
             include_usage: false,
@@ -72,7 +78,10 @@ impl UpstreamExchange {
         };
         let adapter = endpoint.provider.adapter();
         let ctx = RequestContext { endpoint, config: &self.config };
-        let translated = match adapter.chat_request(&ctx, &body) {
+        // The downstream filter validated the body for its path, so its shape names the
+        // operation (no host call to read `:path`).
+        self.operation = Operation::of_body(&body).unwrap_or(Operation::Chat);
+        let translated = match adapter.request(&ctx, self.operation, &body, &mut self.facts) {
             Ok(t) => t,
             Err(err) => return reply_error(host, &err),
         };
@@ -87,7 +96,7 @@ impl UpstreamExchange {
         };
         // The headers are written one at a time without reading the map first: writes
         // are cheap host calls, reads are not.
-        let auth = deployment.api_key.as_deref().map(|key| adapter.auth().header(key));
+        let auth = deployment.api_key.as_deref().map(|key| endpoint.provider.auth().header(key));
         let mut writes: Vec<(&str, Option<&str>)> = Vec::with_capacity(16);
         let ours = |name: &str| {
             auth.as_ref().is_some_and(|(n, _)| *n == name) || translated.headers.iter().any(|(n, _)| *n == name)
@@ -124,7 +133,7 @@ impl UpstreamExchange {
         let status = host.response_header(":status").ok().flatten().and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.response_status = status;
         let adapter = endpoint.provider.adapter();
-        self.handling = adapter.response_handling(status, self.stream);
+        self.handling = adapter.response_handling(endpoint, self.operation, status, self.stream);
         match self.handling {
             ResponseHandling::PassThrough => {
                 self.mark_dropped(host);
@@ -133,8 +142,14 @@ impl UpstreamExchange {
                 return if end_of_stream { Flow::Continue } else { Flow::Pause };
             }
             ResponseHandling::Stream => {
-                let ctx = StreamContext { created: host.now_unix(), include_usage: self.include_usage };
-                self.translator = Some(adapter.chat_stream(ctx, deployment.api_key.clone()));
+                let ctx = StreamContext {
+                    created: host.now_unix(),
+                    include_usage: self.include_usage,
+                    provider: endpoint.provider,
+                    api_key: deployment.api_key.clone(),
+                    facts: std::mem::take(&mut self.facts),
+                };
+                self.translator = Some(adapter.stream(ctx));
                 // The body is rewritten as it flows: its length is unknown, and the
                 // headers go to the client now, so the first token is not held back.
                 let result = host
@@ -183,8 +198,13 @@ impl UpstreamExchange {
                 return Flow::Continue;
             }
         };
-        let ctx = ResponseContext { created: host.now_unix(), api_key: deployment.api_key.as_deref() };
-        let out = endpoint.provider.adapter().chat_response(&ctx, self.response_status, &body);
+        let ctx = ResponseContext {
+            created: host.now_unix(),
+            api_key: deployment.api_key.as_deref(),
+            endpoint,
+            request: &self.facts,
+        };
+        let out = endpoint.provider.adapter().response(&ctx, self.operation, self.response_status, &body);
         let result = host
             .set_response_body(body.len(), &out.body)
             .and_then(|()| host.set_response_header(":status", &out.status.to_string()))

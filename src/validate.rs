@@ -3,7 +3,9 @@
 //! every client gets the same 400 whichever provider would have served it.
 
 use crate::error::GatewayError;
-use crate::schema::openai::{ChatRequest, Content, PartKind, Role};
+use crate::schema::openai::{
+    ChatRequest, CompletionsRequest, Content, EmbeddingInput, EmbeddingsRequest, PartKind, Role,
+};
 
 pub fn chat_request(req: &ChatRequest) -> Result<(), GatewayError> {
     if req.model.is_empty() {
@@ -56,6 +58,49 @@ pub fn chat_request(req: &ChatRequest) -> Result<(), GatewayError> {
         }
     }
     Ok(())
+}
+
+pub fn embeddings_request(req: &EmbeddingsRequest) -> Result<(), GatewayError> {
+    if req.model.is_empty() {
+        return Err(GatewayError::invalid("model", "Invalid 'model': must be a non-empty string."));
+    }
+    if req.input.is_empty() {
+        return Err(GatewayError::InvalidRequest {
+            message:
+                "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead."
+                    .into(),
+            param: Some("input".into()),
+            code: "empty_array",
+        });
+    }
+    let empty_text = match &req.input {
+        EmbeddingInput::Text(t) => t.is_empty(),
+        EmbeddingInput::Texts(ts) => ts.iter().any(|t| t.is_empty()),
+        EmbeddingInput::Tokens(_) => false,
+        EmbeddingInput::TokenLists(ls) => ls.iter().any(Vec::is_empty),
+    };
+    if empty_text {
+        return Err(GatewayError::invalid(
+            "input",
+            "Invalid 'input': input cannot be an empty string or an empty token list.",
+        ));
+    }
+    range("dimensions", req.dimensions, 1, u32::MAX)
+}
+
+pub fn completions_request(req: &CompletionsRequest) -> Result<(), GatewayError> {
+    if req.model.is_empty() {
+        return Err(GatewayError::invalid("model", "Invalid 'model': must be a non-empty string."));
+    }
+    let prompt = req.prompt.get().trim_start();
+    if !(prompt.starts_with('"') || prompt.starts_with('[')) {
+        return Err(GatewayError::InvalidRequest {
+            message: "Invalid type for 'prompt': expected a string or an array, but got another type instead.".into(),
+            param: Some("prompt".into()),
+            code: "invalid_type",
+        });
+    }
+    range("max_tokens", req.max_tokens, 1, u32::MAX)
 }
 
 fn message_rules(i: usize, message: &crate::schema::openai::Message) -> Result<(), GatewayError> {
@@ -286,6 +331,52 @@ mod tests {
         }
         let dup = parse_request::<ChatRequest>(br#"{"model":"a","model":"b","messages":[]}"#).unwrap_err();
         assert_eq!(dup.status(), 400);
+    }
+
+    #[test]
+    fn embeddings_and_completions_rules() {
+        let ok: [&[u8]; 6] = [
+            br#"{"model":"e","input":"hello"}"#,
+            br#"{"model":"e","input":["a","b"],"dimensions":256,"encoding_format":"base64"}"#,
+            br#"{"model":"e","input":[1,2,3]}"#,
+            br#"{"model":"e","input":[[1,2],[3]]}"#,
+            br#"{"model":"c","prompt":"Say this is a test","max_tokens":7}"#,
+            br#"{"model":"c","prompt":["a","b"]}"#,
+        ];
+        for body in ok {
+            let text = String::from_utf8_lossy(body);
+            let result = if text.contains("input") {
+                parse_request::<EmbeddingsRequest>(body).and_then(|r| embeddings_request(&r))
+            } else {
+                parse_request::<CompletionsRequest>(body).and_then(|r| completions_request(&r))
+            };
+            assert!(result.is_ok(), "{text}: {result:?}");
+        }
+        let bad: [(&[u8], &str, &str); 8] = [
+            (br#"{"model":"e"}"#, "input", "missing_required_parameter"),
+            (br#"{"input":"x"}"#, "model", "missing_required_parameter"),
+            (br#"{"model":"e","input":[]}"#, "input", "empty_array"),
+            (br#"{"model":"e","input":""}"#, "input", "invalid_value"),
+            (br#"{"model":"e","input":{"a":1}}"#, "input", "invalid_type"),
+            (br#"{"model":"e","input":"x","dimensions":0}"#, "dimensions", "invalid_value"),
+            (br#"{"model":"e","input":"x","encoding_format":"hex"}"#, "encoding_format", "invalid_value"),
+            (br#"{"model":"e","input":[1,"a"]}"#, "input", "invalid_type"),
+        ];
+        for (body, param, code) in bad {
+            let err = parse_request::<EmbeddingsRequest>(body).and_then(|r| embeddings_request(&r)).unwrap_err();
+            let v: Value = serde_json::from_slice(&err.body()).unwrap();
+            assert_eq!(
+                (v["error"]["param"].as_str(), v["error"]["code"].as_str()),
+                (Some(param), Some(code)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        for body in
+            [&br#"{"model":"c","prompt":5}"#[..], br#"{"model":"c"}"#, br#"{"model":"c","prompt":"x","max_tokens":0}"#]
+        {
+            assert!(parse_request::<CompletionsRequest>(body).and_then(|r| completions_request(&r)).is_err());
+        }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Golden fixtures for every provider adapter.
 //!
-//! `tests/fixtures/<provider>/requests/<case>.json` holds an OpenAI request (and
-//! optionally endpoint settings); `<case>.expected.json` is the provider request the
-//! adapter must produce (path, headers, body, dropped parameters) or the error it must
-//! return. `tests/fixtures/<provider>/responses/<case>.json` holds a provider response
-//! (status and body); `<case>.expected.json` is what the client must receive.
+//! `<provider>` is a provider or preset name (`anthropic`, `gemini`, `openai`,
+//! `mistral`, …). `tests/fixtures/<provider>/requests/<case>.json` holds an OpenAI
+//! request (`openai`, for any operation) and optional `endpoint` metadata;
+//! `<case>.expected.json` is the provider request the adapter must produce (path,
+//! headers, body, dropped parameters) or the error it must return.
+//! `tests/fixtures/<provider>/responses/<case>.json` holds a provider response (`status`
+//! and `body` or `body_text`), optional `operation`, `endpoint` and `facts` (what the
+//! gateway kept from the request); `<case>.expected.json` is what the client receives.
 //!
 //! `tests/fixtures/<provider>/streams/<case>.sse` is a provider stream exactly as sent;
 //! `<case>.openai.sse` and `<case>.openai+usage.sse` are the client's stream without and
@@ -23,9 +26,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use switchyard::config::UpstreamConfig;
 use switchyard::endpoint::Endpoint;
+use switchyard::operation::Operation;
 use switchyard::pairs;
 use switchyard::providers::stream::StreamContext;
-use switchyard::providers::{Provider, RequestContext, ResponseContext};
+use switchyard::providers::{Provider, RequestContext, RequestFacts, ResponseContext};
 
 const CREATED: u64 = 1_700_000_000;
 const API_KEY: &str = "sk-golden-test-key-0123456789";
@@ -102,7 +106,10 @@ fn run_requests(provider: &str) -> (usize, Vec<String>) {
         let ep = endpoint(provider, input.get("endpoint"));
         let body = serde_json::to_vec(&input["openai"]).unwrap();
         let adapter = Provider::from_name(provider).unwrap().adapter();
-        let actual = match adapter.chat_request(&RequestContext { endpoint: &ep, config: &config }, &body) {
+        let op = Operation::of_body(&body).unwrap_or(Operation::Chat);
+        let mut facts = RequestFacts::default();
+        let ctx = RequestContext { endpoint: &ep, config: &config };
+        let actual = match adapter.request(&ctx, op, &body, &mut facts) {
             Ok(req) => {
                 let body = match &req.body {
                     Some(b) => serde_json::from_slice::<Value>(b).expect("adapter produced invalid JSON"),
@@ -136,9 +143,16 @@ fn run_responses(provider: &str) -> (usize, Vec<String>) {
             (Some(body), _) => serde_json::to_vec(body).unwrap(),
             _ => Vec::new(),
         };
-        let ctx = ResponseContext { created: CREATED, api_key: Some(API_KEY) };
+        let ep = endpoint(provider, input.get("endpoint"));
+        let request = facts(input.get("facts"));
+        let ctx = ResponseContext { created: CREATED, api_key: Some(API_KEY), endpoint: &ep, request: &request };
+        let op = match input.get("operation").and_then(Value::as_str) {
+            Some("embeddings") => Operation::Embeddings,
+            Some("completions") => Operation::Completions,
+            _ => Operation::Chat,
+        };
         let adapter = Provider::from_name(provider).unwrap().adapter();
-        let out = adapter.chat_response(&ctx, status, &body);
+        let out = adapter.response(&ctx, op, status, &body);
         let text = String::from_utf8(out.body.clone()).unwrap();
         assert!(!text.contains(API_KEY), "{}: the provider key leaked into the response", case.display());
         let actual = json!({
@@ -152,9 +166,31 @@ fn run_responses(provider: &str) -> (usize, Vec<String>) {
 
 /// Translates a provider stream delivered in the given pieces; returns the client's
 /// bytes and the usage the translator read.
-fn translate_stream(provider: &str, pieces: &[&[u8]], include_usage: bool) -> (Vec<u8>, Value) {
-    let adapter = Provider::from_name(provider).unwrap().adapter();
-    let mut translator = adapter.chat_stream(StreamContext { created: CREATED, include_usage }, Some(API_KEY.into()));
+fn facts(settings: Option<&Value>) -> RequestFacts {
+    let get = |key: &str| settings.and_then(|s| s.get(key));
+    RequestFacts {
+        model: get("model").and_then(Value::as_str).unwrap_or("client-model").to_string(),
+        base64_embeddings: get("base64_embeddings").and_then(Value::as_bool).unwrap_or(false),
+        input_chars: get("input_chars").and_then(Value::as_u64).unwrap_or(0) as usize,
+        json_tool: get("json_tool").and_then(Value::as_bool).unwrap_or(false),
+    }
+}
+
+fn translate_stream(
+    provider: &str,
+    pieces: &[&[u8]],
+    include_usage: bool,
+    settings: Option<&Value>,
+) -> (Vec<u8>, Value) {
+    let provider = Provider::from_name(provider).unwrap();
+    let ctx = StreamContext {
+        created: CREATED,
+        include_usage,
+        provider,
+        api_key: Some(API_KEY.into()),
+        facts: facts(settings),
+    };
+    let mut translator = provider.adapter().stream(ctx);
     let mut out = Vec::new();
     for piece in pieces {
         translator.push(piece, &mut out);
@@ -219,8 +255,11 @@ fn run_streams(provider: &str) -> (usize, Vec<String>) {
     for case in &found {
         let input = fs::read(case).unwrap();
         let stem = case.with_extension("");
+        let settings_path = stem.with_extension("facts.json");
+        let settings = settings_path.exists().then(|| read_json(&settings_path));
+        let settings = settings.as_ref();
         for (include_usage, suffix) in [(false, "openai.sse"), (true, "openai+usage.sse")] {
-            let (whole, usage) = translate_stream(provider, &[&input], include_usage);
+            let (whole, usage) = translate_stream(provider, &[&input], include_usage, settings);
             let expected_path = stem.with_extension(suffix);
             failures.extend(check_text(&expected_path, &whole, case));
             if include_usage {
@@ -228,11 +267,13 @@ fn run_streams(provider: &str) -> (usize, Vec<String>) {
             }
             // Chunking invariance.
             let bytewise: Vec<&[u8]> = input.chunks(1).collect();
-            let mut variants = vec![("byte by byte".to_string(), translate_stream(provider, &bytewise, include_usage))];
+            let mut variants =
+                vec![("byte by byte".to_string(), translate_stream(provider, &bytewise, include_usage, settings))];
             for seed in 0..20 {
                 let pieces = pieces_at(&input, &random_splits(input.len(), seed));
                 let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
-                variants.push((format!("split seed {seed}"), translate_stream(provider, &refs, include_usage)));
+                variants
+                    .push((format!("split seed {seed}"), translate_stream(provider, &refs, include_usage, settings)));
             }
             for (how, (out, split_usage)) in variants {
                 if out != whole || split_usage != usage {
@@ -269,4 +310,21 @@ fn anthropic_golden() {
 #[test]
 fn openai_golden() {
     assert_golden("openai", 3, 6, 5);
+}
+
+#[test]
+fn gemini_golden() {
+    assert_golden("gemini", 15, 12, 6);
+}
+
+/// OpenAI-compatible presets: only where they depart from OpenAI.
+#[test]
+fn preset_golden() {
+    for preset in
+        ["azure", "mistral", "groq", "deepseek", "together", "fireworks", "perplexity", "ollama", "openrouter", "vllm"]
+    {
+        let dir = fixtures().join(preset);
+        assert!(dir.is_dir(), "no fixtures for {preset}");
+        assert_golden(preset, 1, 0, 0);
+    }
 }

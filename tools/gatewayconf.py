@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,19 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "switchyard.wasm"
 
 ROUTE_HEADER = "x-switchyard-model"
 METADATA_NAMESPACE = "switchyard"
-PROVIDERS = {"openai", "anthropic"}
-METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens"}
+PRESETS_SOURCE = ROOT / "src" / "providers" / "openai" / "presets.rs"
+
+
+def _provider_names() -> set[str]:
+    """The adapters' names and every OpenAI-compatible preset's, read from the Rust
+    source so the lint never disagrees with the filter."""
+    presets = set(re.findall(r'name: "([a-z0-9_-]+)"', PRESETS_SOURCE.read_text()))
+    return {"anthropic", "gemini"} | presets
+
+
+PROVIDERS = _provider_names()
+METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens", "api_version", "unsupported_params"}
+PARAM_POLICIES = {"default", "drop", "reject"}
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # Request headers the route table must strip before a request leaves for a provider:
 # client credentials and addresses, the routing header, and accept-encoding (provider
@@ -240,6 +252,9 @@ def lint(doc: dict) -> list[str]:
             unknown = set(meta) - METADATA_KEYS
             if unknown:
                 problems.append(f"{where}: unknown metadata keys {sorted(unknown)}")
+            policy = meta.get("unsupported_params", "default")
+            if policy not in PARAM_POLICIES:
+                problems.append(f"{where}: unsupported_params {policy!r} is not one of {sorted(PARAM_POLICIES)}")
             key_env = meta.get("api_key_env")
             if key_env and not all(key_env in keys for keys in env_keys):
                 problems.append(f"{where}: api_key_env {key_env} is not in every filter's host_env_keys")

@@ -1,3 +1,4 @@
 //! Stream framings, independent of any provider: incremental, bounded, byte-exact.
 
+pub mod base64;
 pub mod sse;

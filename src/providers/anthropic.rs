@@ -8,18 +8,20 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
-    handling_for, provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext, ResponseContext,
-    ResponseHandling, TranslatedResponse, UpstreamRequest,
+    handling_for, parse_data_url, provider_error, tool_arguments, unsupported_operation, ErrorDetails, Impact,
+    ProviderAdapter, RequestContext, RequestFacts, ResponseContext, ResponseHandling, TranslatedResponse,
+    UpstreamRequest,
 };
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::json::{compact, parse_request};
+use crate::operation::Operation;
 use crate::schema::anthropic::{
-    Block, EmptyObjectSchema, ErrorDetail, ErrorResponse, InputSchema, MessagesRequest, MessagesResponse, Metadata,
-    Source, TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn, TurnRole, Usage as AUsage,
+    AnyObjectSchema, Block, EmptyObjectSchema, ErrorDetail, ErrorResponse, InputSchema, MessagesRequest,
+    MessagesResponse, Metadata, Source, TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn, TurnRole,
+    Usage as AUsage,
 };
 use crate::schema::openai::{
     ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FinishReason, FunctionOut,
@@ -28,21 +30,27 @@ use crate::schema::openai::{
 
 pub struct Anthropic;
 
-const NAME: &str = "anthropic";
+pub const NAME: &str = "anthropic";
+
+/// The tool that carries a JSON-mode answer (the name LiteLLM uses too).
+pub const JSON_TOOL: &str = "json_tool_call";
 
 impl ProviderAdapter for Anthropic {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn auth(&self) -> AuthScheme {
-        AuthScheme::Header("x-api-key")
-    }
-
-    fn chat_request(&self, ctx: &RequestContext, body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
+    fn request(
+        &self,
+        ctx: &RequestContext,
+        op: Operation,
+        body: &[u8],
+        facts: &mut RequestFacts,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        if op != Operation::Chat {
+            return Err(unsupported_operation(NAME, op));
+        }
         let req: ChatRequest = parse_request(body)?;
         let mut dropped = Vec::new();
         let out = build_request(&req, ctx, &mut dropped)?;
+        facts.model = req.model.to_string();
+        facts.json_tool = out.tools.iter().any(|t| t.name == JSON_TOOL) && !req_declares(&req, JSON_TOOL);
         let body = serde_json::to_vec(&out).map_err(|e| GatewayError::Misconfigured {
             detail: format!("could not encode the Anthropic request: {e}"),
         })?;
@@ -56,27 +64,32 @@ impl ProviderAdapter for Anthropic {
         })
     }
 
-    fn response_handling(&self, status: u16, stream: bool) -> ResponseHandling {
+    fn response_handling(&self, _endpoint: &Endpoint, _op: Operation, status: u16, stream: bool) -> ResponseHandling {
         handling_for(status, stream, ResponseHandling::Translate)
     }
 
-    fn chat_stream(&self, ctx: StreamContext, api_key: Option<String>) -> Box<dyn StreamTranslator> {
-        Box::new(stream::AnthropicStream::new(ctx, api_key))
-    }
-
-    fn chat_response(&self, ctx: &ResponseContext, status: u16, body: &[u8]) -> TranslatedResponse {
+    fn response(&self, ctx: &ResponseContext, _op: Operation, status: u16, body: &[u8]) -> TranslatedResponse {
         if !(200..300).contains(&status) {
-            return TranslatedResponse::error(&translate_error(ctx, status, body));
+            return TranslatedResponse::error(&translate_error(ctx.api_key, status, body));
         }
         match translate_response(ctx, body) {
             Ok(body) => TranslatedResponse { status: 200, body },
             Err(err) => TranslatedResponse::error(&err),
         }
     }
+
+    fn stream(&self, ctx: StreamContext) -> Box<dyn StreamTranslator> {
+        Box::new(stream::translator(ctx))
+    }
 }
 
+/// A content part Anthropic cannot take at all (no policy makes it acceptable).
 fn unsupported(param: &str, detail: &str) -> GatewayError {
     GatewayError::UnsupportedParameter { param: param.into(), provider: NAME, detail: Some(detail.into()) }
+}
+
+fn req_declares(req: &ChatRequest, name: &str) -> bool {
+    req.tools.iter().flatten().filter_map(|t| t.function.as_ref()).any(|f| f.name == name)
 }
 
 /// Thinking budgets per `reasoning_effort`, the values LiteLLM uses.
@@ -99,19 +112,19 @@ fn build_request<'r>(
     ctx: &'r RequestContext,
     dropped: &mut Vec<String>,
 ) -> Result<MessagesRequest<'r>, GatewayError> {
-    // Parameters whose absence would change what the client gets back are refused;
-    // pure sampling knobs are dropped and reported.
     if req.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "Anthropic returns one choice per request."));
+        ctx.unsupported("n", Impact::Semantic, "Anthropic returns one choice per request.", dropped)?;
     }
-    if req.logprobs == Some(true) || req.top_logprobs.is_some() {
-        let param = if req.logprobs == Some(true) { "logprobs" } else { "top_logprobs" };
-        return Err(unsupported(param, "Anthropic does not return token log probabilities."));
+    if req.logprobs == Some(true) {
+        ctx.unsupported("logprobs", Impact::Semantic, "Anthropic does not return token log probabilities.", dropped)?;
     }
-    if let Some(format) = &req.response_format {
-        if format.kind != ResponseFormatKind::Text {
-            return Err(unsupported("response_format", "JSON mode for Anthropic deployments is not implemented yet."));
-        }
+    if req.top_logprobs.is_some() {
+        ctx.unsupported(
+            "top_logprobs",
+            Impact::Semantic,
+            "Anthropic does not return token log probabilities.",
+            dropped,
+        )?;
     }
     for (name, present) in [
         ("seed", req.seed.is_some()),
@@ -119,10 +132,12 @@ fn build_request<'r>(
         ("frequency_penalty", req.frequency_penalty.is_some()),
     ] {
         if present {
-            dropped.push(name.to_string());
+            ctx.unsupported(name, Impact::Sampling, "Anthropic has no such setting.", dropped)?;
         }
     }
-    dropped.extend(req.other.iter().map(|(k, _)| k.to_string()));
+    for (name, _) in &req.other {
+        ctx.unsupported(name, Impact::Sampling, "Anthropic has no such setting.", dropped)?;
+    }
 
     let converted = convert_messages(&req.messages)?;
     let budget = req.reasoning_effort.as_deref().map(thinking_budget).transpose()?.flatten();
@@ -140,7 +155,36 @@ fn build_request<'r>(
         (None, None) => default_max,
     };
 
-    let (tools, tool_choice) = tools_and_choice(req, &converted.history_tool_names);
+    let (mut tools, mut tool_choice) = tools_and_choice(req, &converted.history_tool_names);
+    // JSON mode: a tool whose input schema is the requested one, forced unless thinking
+    // is on (Anthropic refuses forced tools with thinking) or the client's own tools
+    // are in play; its call becomes the answer's content.
+    if let Some(format) = &req.response_format {
+        let schema = match format.kind {
+            ResponseFormatKind::Text => None,
+            ResponseFormatKind::JsonObject => Some(InputSchema::AnyObject(AnyObjectSchema::default())),
+            ResponseFormatKind::JsonSchema => {
+                let schema =
+                    format.json_schema.as_ref().and_then(|s| s.schema).ok_or_else(|| GatewayError::InvalidRequest {
+                        message: "Missing required parameter: 'response_format.json_schema.schema'.".into(),
+                        param: Some("response_format.json_schema.schema".into()),
+                        code: "missing_required_parameter",
+                    })?;
+                Some(InputSchema::Given(schema))
+            }
+        };
+        if let Some(input_schema) = schema {
+            let forced = tools.is_empty() && budget.is_none();
+            tools.push(ToolDef {
+                name: JSON_TOOL,
+                description: Some("Respond with a JSON value that follows this schema."),
+                input_schema,
+            });
+            if forced {
+                tool_choice = Some(AToolChoice::Tool { name: JSON_TOOL, disable_parallel_tool_use: None });
+            }
+        }
+    }
     let metadata = match req.user.as_deref() {
         // Anthropic asks for an opaque id, never personal data such as an email.
         Some(user) if !user.is_empty() && !user.contains('@') => Some(Metadata { user_id: user }),
@@ -407,22 +451,6 @@ fn user_part<'r>(param: &str, part: &'r ContentPart<'_>) -> Result<Option<Block<
     }
 }
 
-/// `data:<media-type>;base64,<payload>` → (media type, payload).
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (header, data) = rest.split_once(',')?;
-    let media_type = header.strip_suffix(";base64")?;
-    (!media_type.is_empty() && !data.is_empty()).then_some((media_type, data))
-}
-
-/// OpenAI sends arguments as a JSON string; Anthropic wants the object. `""` (some
-/// clients' way of saying "no arguments") is `{}`.
-fn tool_arguments(arguments: &str) -> Option<&RawValue> {
-    let text = if arguments.trim().is_empty() { "{}" } else { arguments };
-    let raw: &RawValue = serde_json::from_str(text).ok()?;
-    raw.get().trim_start().starts_with('{').then_some(raw)
-}
-
 /// Anthropic accepts tool-use ids matching `^[a-zA-Z0-9_-]+$`. Ids minted elsewhere are
 /// mapped deterministically, so a call and its result still pair up.
 fn tool_use_id(id: &str) -> Cow<'_, str> {
@@ -478,13 +506,19 @@ pub fn usage(u: &AUsage) -> Usage {
 fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
     let resp: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })?;
-    let mut texts: Vec<&str> = Vec::new();
-    let mut thinking: Vec<&str> = Vec::new();
+    let mut texts: Vec<Cow<str>> = Vec::new();
+    let mut thinking: Vec<Cow<str>> = Vec::new();
     let mut tool_calls = Vec::new();
+    let mut json_answer = false;
     for block in &resp.content {
         match block.kind.as_ref() {
-            "text" => texts.extend(block.text.as_deref()),
-            "thinking" => thinking.extend(block.thinking.as_deref()),
+            "text" => texts.extend(block.text.as_deref().map(Cow::Borrowed)),
+            "thinking" => thinking.extend(block.thinking.as_deref().map(Cow::Borrowed)),
+            // JSON mode: the gateway's own tool carries the answer.
+            "tool_use" if ctx.request.json_tool && block.name.as_deref() == Some(JSON_TOOL) => {
+                texts.push(block.input.map_or(Cow::Borrowed("{}"), |raw| compact(raw.get())));
+                json_answer = true;
+            }
             "tool_use" => {
                 let (Some(id), Some(name)) = (&block.id, &block.name) else {
                     return Err(GatewayError::ProviderMalformed {
@@ -503,6 +537,7 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
             _ => {}
         }
     }
+    let tool_calls_empty = tool_calls.is_empty();
     let content = join(texts);
     let completion = ChatCompletion {
         id: &resp.id,
@@ -519,7 +554,11 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
                 reasoning_content: join(thinking),
             },
             logprobs: None,
-            finish_reason: finish_reason(resp.stop_reason.as_deref()),
+            finish_reason: match finish_reason(resp.stop_reason.as_deref()) {
+                // The forced JSON tool is how the answer arrives, not a call to make.
+                FinishReason::ToolCalls if json_answer && tool_calls_empty => FinishReason::Stop,
+                other => other,
+            },
         }],
         usage: usage(&resp.usage),
         system_fingerprint: None,
@@ -528,15 +567,15 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })
 }
 
-fn join<'a>(parts: Vec<&'a str>) -> Option<Cow<'a, str>> {
-    match parts.as_slice() {
-        [] => None,
-        [one] => Some(Cow::Borrowed(one)),
+fn join(mut parts: Vec<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    match parts.len() {
+        0 => None,
+        1 => parts.pop(),
         _ => Some(Cow::Owned(parts.concat())),
     }
 }
 
-fn translate_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayError {
+fn translate_error(api_key: Option<&str>, status: u16, body: &[u8]) -> GatewayError {
     let parsed: Option<ErrorResponse> = serde_json::from_slice(body).ok();
     let Some(ErrorResponse { error }) = parsed else {
         let excerpt = super::body_excerpt(body);
@@ -545,19 +584,19 @@ fn translate_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayEr
         } else {
             format!("Anthropic returned HTTP {status}: {excerpt}")
         };
-        return provider_error(ctx, status, &message, ErrorDetails::default());
+        return provider_error(api_key, status, &message, ErrorDetails::default());
     };
-    error_from_detail(ctx, status, &error)
+    error_from_detail(api_key, status, &error)
 }
 
-fn error_from_detail(ctx: &ResponseContext, status: u16, error: &ErrorDetail) -> GatewayError {
+fn error_from_detail(api_key: Option<&str>, status: u16, error: &ErrorDetail) -> GatewayError {
     let code = match (status, error.kind.as_ref()) {
         (400, _) if error.message.contains("prompt is too long") => Some("context_length_exceeded".to_string()),
         (404, _) | (_, "not_found_error") if error.message.contains("model") => Some("model_not_found".to_string()),
         (_, "overloaded_error") => Some("overloaded".to_string()),
         _ => None,
     };
-    provider_error(ctx, status, &error.message, ErrorDetails { code, ..ErrorDetails::default() })
+    provider_error(api_key, status, &error.message, ErrorDetails { code, ..ErrorDetails::default() })
 }
 
 /// The HTTP status each Anthropic error type comes with; an error event in a stream

@@ -1,8 +1,12 @@
-//! Any server speaking OpenAI Chat Completions (OpenAI itself, vLLM, Ollama's `/v1`, …).
+//! The OpenAI-compatible family: OpenAI itself, Azure OpenAI, and every server that
+//! speaks its API (presets in `presets.rs`).
 //!
-//! Requests pass through with the model name rewritten; successful responses are not
-//! touched at all (no buffering). Error bodies are normalised to the OpenAI envelope,
-//! since "compatible" servers disagree on error shapes.
+//! Requests pass through with targeted edits (model name, the provider's quirks, usage
+//! for streams) that leave every other byte as the client sent it. Successful responses
+//! are forwarded unread unless the provider has non-standard finish reasons; error
+//! bodies are normalised to OpenAI's envelope, since "compatible" servers disagree.
+
+pub mod presets;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,65 +18,307 @@ use serde_json::{Map, Value};
 
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
-    body_excerpt, handling_for, provider_error, AuthScheme, ErrorDetails, ProviderAdapter, RequestContext,
-    ResponseContext, ResponseHandling, TranslatedResponse, UpstreamRequest,
+    base62, body_excerpt, handling_for, provider_error, unsupported_operation, ErrorDetails, Impact, Provider,
+    ProviderAdapter, RequestContext, RequestFacts, ResponseContext, ResponseHandling, TranslatedResponse,
+    UpstreamRequest,
 };
+use crate::endpoint::Endpoint;
 use crate::error::{ErrorType, GatewayError};
 use crate::json::{parse_request, Str};
+use crate::operation::Operation;
+use presets::{Preset, PRESETS};
 
 pub struct OpenAi;
 
+/// The deployment's preset (plain OpenAI for anything else).
+pub fn preset_of(endpoint: &Endpoint) -> &'static Preset {
+    preset_of_provider(endpoint.provider)
+}
+
+pub fn preset_of_provider(provider: Provider) -> &'static Preset {
+    match provider {
+        Provider::OpenAi(preset) => preset,
+        _ => &PRESETS[0],
+    }
+}
+
 impl ProviderAdapter for OpenAi {
-    fn name(&self) -> &'static str {
-        "openai"
-    }
-
-    fn auth(&self) -> AuthScheme {
-        AuthScheme::Bearer
-    }
-
-    fn chat_request(&self, ctx: &RequestContext, body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
-        let fields: TopLevel = parse_request(body)?;
-        let mut edits: Vec<(&str, String)> = Vec::new();
-        if let Some(model) = &ctx.endpoint.model {
-            let wanted = serde_json::to_string(model).unwrap_or_default();
-            if fields.get("model") != Some(wanted.as_str()) {
-                edits.push(("model", wanted));
-            }
+    fn request(
+        &self,
+        ctx: &RequestContext,
+        op: Operation,
+        body: &[u8],
+        facts: &mut RequestFacts,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let preset = preset_of(ctx.endpoint);
+        if (op == Operation::Embeddings && !preset.embeddings) || (op == Operation::Completions && !preset.completions)
+        {
+            return Err(unsupported_operation(preset.name, op));
         }
-        let stream = fields.get("stream").and_then(|raw| serde_json::from_str::<bool>(raw).ok()).unwrap_or(false);
-        let mut include_usage = false;
-        if stream {
+        let fields: TopLevel = parse_request(body)?;
+        let alias: String = fields.get("model").and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+        let mut edits: Vec<(&str, Option<String>)> = Vec::new();
+        let mut dropped = Vec::new();
+
+        // Azure's dated API versions go with deployment URLs, which name the deployment
+        // (the body's `model` is ignored); its v1 URLs (no version, or `preview`/`v1`)
+        // and everyone else take the model in the body.
+        let api_version = ctx.endpoint.api_version.as_deref().filter(|_| preset.azure);
+        let deployment_version = api_version.filter(|v| is_dated_version(v));
+        let model = ctx.endpoint.model_or(&alias).to_string();
+        let base = &ctx.endpoint.base_path;
+        let path = match (preset.azure, api_version) {
+            (true, Some(version)) if deployment_version.is_some() => {
+                format!("{base}/openai/deployments/{}{}?api-version={version}", path_segment(&model), op.path())
+            }
+            (true, Some(version)) => format!("{base}/openai/v1{}?api-version={version}", op.path()),
+            (true, None) => format!("{base}/openai/v1{}", op.path()),
+            (false, _) => format!("{base}{}", op.path()),
+        };
+        if deployment_version.is_none() && model != alias {
+            edits.push(("model", Some(json_string(&model))));
+        }
+
+        let stream = op != Operation::Embeddings && fields.get("stream") == Some("true");
+        let client_options = fields.get("stream_options");
+        let mut options: Map<String, Value> =
+            client_options.and_then(|raw| serde_json::from_str(raw).ok()).unwrap_or_default();
+        let include_usage = stream && options.get("include_usage").and_then(Value::as_bool).unwrap_or(false);
+        if !stream || !preset.stream_usage {
+            // Meaningless without a stream (OpenAI answers it with a 400); and providers
+            // that report stream usage unasked reject the field.
+            if client_options.is_some() {
+                edits.push(("stream_options", None));
+            }
+        } else if !include_usage && azure_accepts_stream_options(deployment_version) {
             // Usage is always requested, so the gateway can meter every stream; the
             // usage chunk is dropped again for clients that did not ask for it.
-            let mut options: Map<String, Value> =
-                fields.get("stream_options").and_then(|raw| serde_json::from_str(raw).ok()).unwrap_or_default();
-            include_usage = options.get("include_usage").and_then(Value::as_bool).unwrap_or(false);
-            if !include_usage {
-                options.insert("include_usage".into(), Value::Bool(true));
-                edits.push(("stream_options", serde_json::to_string(&options).unwrap_or_default()));
-            }
+            options.insert("include_usage".into(), Value::Bool(true));
+            edits.push(("stream_options", Some(Value::Object(options).to_string())));
         }
+        if op == Operation::Chat {
+            chat_quirks(ctx, preset, &fields, &mut edits, &mut dropped)?;
+        }
+        facts.model = alias;
         Ok(UpstreamRequest {
-            path: format!("{}/chat/completions", ctx.endpoint.base_path),
+            path,
             body: (!edits.is_empty()).then(|| fields.rewrite(&edits)),
+            headers: Vec::new(),
+            dropped_params: dropped,
             stream,
             include_usage,
-            ..UpstreamRequest::default()
         })
     }
 
-    fn response_handling(&self, status: u16, stream: bool) -> ResponseHandling {
-        handling_for(status, stream, ResponseHandling::PassThrough)
+    fn response_handling(&self, endpoint: &Endpoint, op: Operation, status: u16, stream: bool) -> ResponseHandling {
+        let rewrites_finish = op != Operation::Embeddings && !preset_of(endpoint).finish_reasons.is_empty();
+        handling_for(
+            status,
+            stream,
+            if rewrites_finish { ResponseHandling::Translate } else { ResponseHandling::PassThrough },
+        )
     }
 
-    fn chat_stream(&self, ctx: StreamContext, api_key: Option<String>) -> Box<dyn StreamTranslator> {
-        Box::new(stream::OpenAiStream::new(ctx, api_key))
+    fn response(&self, ctx: &ResponseContext, op: Operation, status: u16, body: &[u8]) -> TranslatedResponse {
+        if !(200..300).contains(&status) {
+            return TranslatedResponse::error(&normalise_error(ctx.api_key, status, body));
+        }
+        let rewritten = match op {
+            Operation::Embeddings => None,
+            Operation::Chat | Operation::Completions => normalise_finish_reasons(preset_of(ctx.endpoint), body),
+        };
+        TranslatedResponse { status, body: rewritten.unwrap_or_else(|| body.to_vec()) }
     }
 
-    fn chat_response(&self, ctx: &ResponseContext, status: u16, body: &[u8]) -> TranslatedResponse {
-        TranslatedResponse::error(&normalise_error(ctx, status, body))
+    fn stream(&self, ctx: StreamContext) -> Box<dyn StreamTranslator> {
+        Box::new(stream::translator(ctx))
     }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// `s` as one URL path segment: unreserved characters kept, everything else
+/// percent-encoded (the client's model alias must not add path or query parts).
+fn path_segment(s: &str) -> Cow<'_, str> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if s.bytes().all(unreserved) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DD-preview`: an Azure data-plane version of the deployment
+/// URLs (learn.microsoft.com azure/ai-foundry/openai/api-version-lifecycle).
+fn is_dated_version(version: &str) -> bool {
+    let date = version.get(..10).unwrap_or_default().as_bytes();
+    let shape = date.len() == 10
+        && date.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    shape && matches!(version.get(10..), Some("" | "-preview"))
+}
+
+/// Azure's dated API versions before 2024-09-01(-preview) refuse `stream_options`
+/// ("Unrecognized request argument supplied: stream_options", openai/openai-python#1469);
+/// the v1 API takes it.
+fn azure_accepts_stream_options(deployment_version: Option<&str>) -> bool {
+    deployment_version.and_then(|v| v.get(..10)).is_none_or(|date| date >= "2024-09-01")
+}
+
+/// Where a chat request departs from what the preset's provider accepts.
+fn chat_quirks<'f>(
+    ctx: &RequestContext,
+    preset: &Preset,
+    fields: &'f TopLevel<'f>,
+    edits: &mut Vec<(&'f str, Option<String>)>,
+    dropped: &mut Vec<String>,
+) -> Result<(), GatewayError> {
+    // Parameters the provider lacks go first: nothing below may re-add them.
+    for &(param, impact) in preset.lacks {
+        let Some(value) = fields.get(param) else { continue };
+        if edits.iter().any(|(k, _)| *k == param) {
+            continue;
+        }
+        if asks_for_something(param, value) {
+            ctx.unsupported(param, impact, "the provider does not accept it.", dropped)?;
+        }
+        edits.push((param, None));
+    }
+    let edited = |edits: &Vec<(&str, Option<String>)>, key: &str| edits.iter().any(|(k, _)| *k == key);
+    // A null counts as absent, but is still removed: strict providers refuse the field.
+    if preset.max_tokens_only && !edited(edits, "max_completion_tokens") {
+        if let Some(value) = fields.get("max_completion_tokens") {
+            if value != "null" && !fields.has("max_tokens") {
+                edits.push(("max_tokens", Some(value.to_string())));
+            }
+            edits.push(("max_completion_tokens", None));
+        }
+    }
+    if preset.seed_field != "seed" && !edited(edits, "seed") {
+        if let Some(value) = fields.get("seed") {
+            if value != "null" && !fields.has(preset.seed_field) {
+                edits.push((preset.seed_field, Some(value.to_string())));
+            }
+            edits.push(("seed", None));
+        }
+    }
+    if let Some(raw) = fields.get("tool_choice").filter(|_| !edited(edits, "tool_choice")) {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::String(choice)) if choice == "required" && preset.required_tool_choice != "required" => {
+                edits.push(("tool_choice", Some(json_string(preset.required_tool_choice))));
+            }
+            Ok(Value::Object(_)) if !preset.named_tool_choice => {
+                ctx.unsupported("tool_choice", Impact::Semantic, "it cannot force one named function.", dropped)?;
+                edits.push(("tool_choice", None));
+            }
+            _ => {}
+        }
+    }
+    if let Some(messages) = fields.get("messages") {
+        if let Some(rewritten) = rewrite_messages(preset, messages) {
+            edits.push(("messages", Some(rewritten)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a parameter's value asks for anything beyond the default: `n: 1`,
+/// `logprobs: false`, `tool_choice: "auto"` or `null` can be left out unreported.
+fn asks_for_something(param: &str, raw: &str) -> bool {
+    if raw == "null" {
+        return false;
+    }
+    match param {
+        // Also `1.0` and `1e0`: JSON does not distinguish them.
+        "n" => raw.parse::<f64>().map_or(true, |n| n > 1.0),
+        "logprobs" => raw != "false",
+        "tool_choice" => serde_json::from_str::<String>(raw).map_or(true, |c| c != "auto"),
+        "tools" => raw.trim_start_matches('[').trim_start() != "]",
+        _ => true,
+    }
+}
+
+/// Removes `messages[].name` and fields the provider rejects, and rewrites tool-call
+/// ids to 9 alphanumerics where the preset requires; `None` when nothing needs changing
+/// (the common case costs a scan).
+fn rewrite_messages(preset: &Preset, raw: &str) -> Option<String> {
+    // A key spelled with escapes would slip past the scans.
+    let escaped = raw.contains("\\u");
+    let strip_names = !preset.message_names && (escaped || raw.contains("\"name\""));
+    let strip_fields = preset.foreign_message_fields.iter().any(|f| escaped || raw.contains(f));
+    let fix_ids = preset.nine_char_tool_ids && (escaped || raw.contains("tool_call"));
+    if !strip_names && !strip_fields && !fix_ids {
+        return None;
+    }
+    let mut messages: Vec<Map<String, Value>> = serde_json::from_str(raw).ok()?;
+    let mut changed = false;
+    for message in &mut messages {
+        // The deprecated `function` role needs its name: it names the function.
+        if strip_names && message.get("role").and_then(Value::as_str) != Some("function") {
+            changed |= message.remove("name").is_some();
+        }
+        if strip_fields {
+            for field in preset.foreign_message_fields {
+                changed |= message.remove(*field).is_some();
+            }
+        }
+        if fix_ids {
+            if let Some(Value::String(id)) = message.get_mut("tool_call_id") {
+                changed |= nine_char_id(id);
+            }
+            if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(id)) = call.get_mut("id") {
+                        changed |= nine_char_id(id);
+                    }
+                }
+            }
+        }
+    }
+    changed.then(|| Value::Array(messages.into_iter().map(Value::Object).collect()).to_string())
+}
+
+/// Mistral accepts only ids of exactly 9 alphanumerics; others are mapped the same way
+/// wherever they appear, so calls and results still pair up. True if `id` changed.
+fn nine_char_id(id: &mut String) -> bool {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    *id = base62(hash, 9);
+    true
+}
+
+/// Rewrites non-standard `finish_reason`s in a complete response (or one stream chunk);
+/// `None` when there is nothing to change.
+pub(crate) fn normalise_finish_reasons(preset: &Preset, body: &[u8]) -> Option<Vec<u8>> {
+    // Most responses name none of them: skip the parse.
+    let mentions = |v: &str| body.windows(v.len()).any(|w| w == v.as_bytes());
+    if !preset.finish_reasons.iter().any(|(v, _)| mentions(v)) {
+        return None;
+    }
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let mut changed = false;
+    for choice in value.get_mut("choices")?.as_array_mut()? {
+        let Some(reason) = choice.get_mut("finish_reason") else { continue };
+        if let Some(mapped) = reason.as_str().and_then(|r| preset.finish_reason(r)) {
+            *reason = serde_json::to_value(mapped).ok()?;
+            changed = true;
+        }
+    }
+    changed.then(|| serde_json::to_vec(&value).ok()).flatten()
 }
 
 /// The top-level fields of a JSON object, values untouched, in arrival order.
@@ -83,11 +329,15 @@ impl TopLevel<'_> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.get())
     }
 
-    /// Re-encodes the object with each edit's value (raw JSON) in place of the field's,
-    /// appending fields that were absent; everything else is copied byte for byte.
-    fn rewrite(&self, edits: &[(&str, String)]) -> Vec<u8> {
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| v != "null")
+    }
+
+    /// Re-encodes the object with each edit applied — `Some(raw JSON)` replaces (or
+    /// appends) the field, `None` removes it; everything else is copied byte for byte.
+    fn rewrite(&self, edits: &[(&str, Option<String>)]) -> Vec<u8> {
         let size: usize = self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
-            + edits.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+            + edits.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + 4).sum::<usize>();
         let mut out = Vec::with_capacity(size + 2);
         let field = |out: &mut Vec<u8>, key: &str, value: &str| {
             out.push(if out.is_empty() { b'{' } else { b',' });
@@ -97,11 +347,14 @@ impl TopLevel<'_> {
             out.extend_from_slice(value.as_bytes());
         };
         for (key, value) in &self.0 {
-            let edited = edits.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-            field(&mut out, key, edited.unwrap_or(value.get()));
+            match edits.iter().find(|(k, _)| k == key) {
+                Some((_, Some(edited))) => field(&mut out, key, edited),
+                Some((_, None)) => {}
+                None => field(&mut out, key, value.get()),
+            }
         }
         for (key, value) in edits {
-            if self.get(key).is_none() {
+            if let (None, Some(value)) = (self.get(key), value) {
                 field(&mut out, key, value);
             }
         }
@@ -133,66 +386,40 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
     }
 }
 
-/// The error shapes seen from OpenAI-compatible servers: OpenAI's envelope (`error`
-/// an object), a bare string under `error`, or flat bodies with `message`/`detail`
-/// (Mistral, older vLLM, FastAPI defaults).
-#[derive(Deserialize)]
-struct LooseError<'a> {
-    #[serde(default, borrow)]
-    error: Option<ErrorField<'a>>,
-    #[serde(default, borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    detail: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ErrorField<'a> {
-    Object(EnvelopeError<'a>),
-    Text(#[serde(borrow)] Cow<'a, str>),
-}
-
-#[derive(Deserialize)]
-struct EnvelopeError<'a> {
-    #[serde(default, borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(default, borrow)]
-    param: Option<Cow<'a, str>>,
-}
-
-pub(crate) fn normalise_error(ctx: &ResponseContext, status: u16, body: &[u8]) -> GatewayError {
-    let parsed: Option<LooseError> = serde_json::from_slice(body).ok();
-    let (message, details) = match parsed {
-        Some(LooseError { error: Some(ErrorField::Object(e)), .. }) => {
-            // Providers use numbers (OpenRouter) as well as strings for `code`.
-            let code = match e.code {
-                Some(serde_json::Value::String(s)) => Some(s),
-                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            };
-            let details = ErrorDetails {
-                kind: e.kind.as_deref().and_then(ErrorType::from_openai),
-                code,
-                param: e.param.map(Cow::into_owned),
-            };
-            (e.message.map(Cow::into_owned), details)
+/// Normalises the error bodies seen from OpenAI-compatible servers: OpenAI's envelope
+/// (`error` an object, with Azure's `innererror` beside it), a bare string under
+/// `error` (Ollama), or flat bodies with `message`/`detail` (Mistral, older vLLM,
+/// FastAPI defaults) whose `message` may itself be an object or a list.
+pub(crate) fn normalise_error(api_key: Option<&str>, status: u16, body: &[u8]) -> GatewayError {
+    let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+    let mut message = None;
+    let mut details = ErrorDetails::default();
+    if let Some(top) = &parsed {
+        let fields = match top.get("error") {
+            Some(Value::Object(error)) => Some(error),
+            Some(Value::String(text)) => {
+                message = Some(text.clone());
+                None
+            }
+            _ => Some(top),
+        };
+        if let Some(fields) = fields {
+            message = fields.get("message").and_then(as_text).or_else(|| fields.get("detail").and_then(as_text));
+            // The provider's type, unless it contradicts the status (Ollama calls a 404
+            // an `api_error`): clients branch on the status first.
+            let server_class = |k: &ErrorType| matches!(k, ErrorType::Server | ErrorType::ServiceUnavailable);
+            details.kind = fields
+                .get("type")
+                .and_then(Value::as_str)
+                .and_then(ErrorType::from_openai)
+                .filter(|k| server_class(k) == (status >= 500));
+            details.code = fields.get("code").and_then(error_code);
+            details.param = fields.get("param").and_then(Value::as_str).map(str::to_string);
+            // Azure says here which content filter fired; clients that handle Azure read it.
+            details.innererror = fields.get("innererror").filter(|v| v.is_object()).map(Value::to_string);
         }
-        Some(LooseError { error: Some(ErrorField::Text(text)), .. }) => {
-            (Some(text.into_owned()), ErrorDetails::default())
-        }
-        Some(LooseError { message: Some(m), .. }) => (Some(m.into_owned()), ErrorDetails::default()),
-        Some(LooseError { detail: Some(d), .. }) => {
-            let text = serde_json::from_str::<String>(d.get()).unwrap_or_else(|_| d.get().to_string());
-            (Some(text), ErrorDetails::default())
-        }
-        _ => (None, ErrorDetails::default()),
-    };
-    let message = message.unwrap_or_else(|| {
+    }
+    let message = message.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| {
         let excerpt = body_excerpt(body);
         if excerpt.is_empty() {
             format!("The provider returned HTTP {status} with no error message.")
@@ -200,118 +427,80 @@ pub(crate) fn normalise_error(ctx: &ResponseContext, status: u16, body: &[u8]) -
             format!("The provider returned HTTP {status}: {excerpt}")
         }
     });
-    provider_error(ctx, status, &message, details)
+    if let Some(key) = api_key {
+        details.code = details.code.map(|c| crate::error::redact(&c, key));
+        details.param = details.param.map(|p| crate::error::redact(&p, key));
+        // The replacement has no JSON metacharacters, so the text stays valid JSON (were
+        // it not, the error body would leave it out).
+        details.innererror = details.innererror.map(|i| crate::error::redact(&i, key));
+    }
+    provider_error(api_key, status, &message, details)
+}
+
+/// A message field as text: strings as they are, pydantic/FastAPI validation details
+/// (Mistral, vLLM) as `loc: msg` lines, anything else as compact JSON.
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) if o.len() == 1 && o.contains_key("detail") => o.get("detail").and_then(as_text),
+        Value::Array(items) => Some(validation_details(items).unwrap_or_else(|| value.to_string())),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `[{"loc":["body","n"],"msg":"Extra inputs are not permitted",…}]` →
+/// `n: Extra inputs are not permitted`; `None` unless every item has that shape.
+fn validation_details(items: &[Value]) -> Option<String> {
+    let mut lines = Vec::with_capacity(items.len());
+    for item in items {
+        let msg = item.get("msg")?.as_str()?;
+        let loc: Vec<String> = item
+            .get("loc")
+            .and_then(Value::as_array)
+            .map(|parts| {
+                let text = |p: &Value| p.as_str().map_or_else(|| p.to_string(), str::to_string);
+                parts.iter().skip_while(|p| p.as_str() == Some("body")).map(text).collect()
+            })
+            .unwrap_or_default();
+        lines.push(if loc.is_empty() { msg.to_string() } else { format!("{}: {msg}", loc.join(".")) });
+    }
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
+
+/// The provider's own code, unless it only repeats an HTTP status (OpenRouter's numeric
+/// codes, Azure's `"429"`, vLLM's `400`) or a generic error type (DeepSeek sends
+/// `invalid_request_error` as the code of every error): the canonical code says more.
+fn error_code(code: &Value) -> Option<String> {
+    let text = match code {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let http_status = text.parse::<u16>().is_ok_and(|n| (100..600).contains(&n));
+    let generic =
+        matches!(text.as_str(), "" | "invalid_request_error" | "server_error" | "api_error" | "unknown_error");
+    (!http_status && !generic).then_some(text)
+}
+
+/// The HTTP status an error body met mid-stream stands for: its numeric `code` when
+/// that is one (OpenRouter), else 500.
+pub(crate) fn stream_error_status(body: &[u8]) -> u16 {
+    #[derive(Deserialize)]
+    struct Outer {
+        #[serde(default)]
+        error: Option<Value>,
+    }
+    let code = serde_json::from_slice::<Outer>(body).ok().and_then(|o| o.error).and_then(|e| e.get("code").cloned());
+    let status = match code {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    status.and_then(|s| u16::try_from(s).ok()).filter(|s| (400..600).contains(s)).unwrap_or(500)
 }
 
 mod stream;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::UpstreamConfig;
-    use crate::endpoint::Endpoint;
-    use crate::providers::Provider;
-    use serde_json::{json, Value};
-
-    fn endpoint(model: Option<&str>) -> Endpoint {
-        Endpoint {
-            provider: Provider::OpenAi,
-            model: model.map(str::to_string),
-            api_key_env: None,
-            authority: "api.openai.com".into(),
-            base_path: "/v1".into(),
-            max_tokens: None,
-        }
-    }
-
-    fn translate(model: Option<&str>, body: &str) -> Result<UpstreamRequest, GatewayError> {
-        let ep = endpoint(model);
-        let config = UpstreamConfig::default();
-        OpenAi.chat_request(&RequestContext { endpoint: &ep, config: &config }, body.as_bytes())
-    }
-
-    #[test]
-    fn rewrites_only_the_model_and_keeps_everything_else_byte_for_byte() {
-        let body =
-            r#"{"model":"alias","messages":[{"role":"user","content":"h\u00e9"}],"logit_bias":{"1": -100},"x":[1,2]}"#;
-        let out = translate(Some("gpt-4o-mini"), body).unwrap();
-        assert_eq!(out.path, "/v1/chat/completions");
-        assert_eq!(
-            String::from_utf8(out.body.unwrap()).unwrap(),
-            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"h\u00e9"}],"logit_bias":{"1": -100},"x":[1,2]}"#
-        );
-    }
-
-    #[test]
-    fn leaves_the_body_alone_when_the_model_already_matches_or_is_not_set() {
-        let body = r#"{"model":"gpt-4o","messages":[]}"#;
-        assert_eq!(translate(Some("gpt-4o"), body).unwrap().body, None);
-        assert_eq!(translate(None, body).unwrap().body, None);
-    }
-
-    #[test]
-    fn successful_responses_pass_through_unbuffered_and_streams_are_read() {
-        assert_eq!(OpenAi.response_handling(200, false), ResponseHandling::PassThrough);
-        assert_eq!(OpenAi.response_handling(200, true), ResponseHandling::Stream);
-        assert_eq!(OpenAi.response_handling(429, false), ResponseHandling::Translate);
-        assert_eq!(OpenAi.response_handling(429, true), ResponseHandling::Translate);
-    }
-
-    #[test]
-    fn streams_always_ask_for_usage_and_remember_whether_the_client_did() {
-        let cases = [
-            (r#"{"model":"m","messages":[],"stream":true}"#, r#"{"include_usage":true}"#, false),
-            (
-                r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_obfuscation":false}}"#,
-                r#"{"include_obfuscation":false,"include_usage":true}"#,
-                false,
-            ),
-            (r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#, "", true),
-        ];
-        for (body, options, client_asked) in cases {
-            let out = translate(None, body).unwrap();
-            assert!(out.stream);
-            assert_eq!(out.include_usage, client_asked, "{body}");
-            match out.body {
-                Some(b) => {
-                    let sent: Value = serde_json::from_slice(&b).unwrap();
-                    assert_eq!(sent["stream_options"], serde_json::from_str::<Value>(options).unwrap(), "{body}");
-                }
-                None => assert!(options.is_empty(), "{body}"),
-            }
-        }
-        let plain = translate(None, r#"{"model":"m","messages":[],"stream":false}"#).unwrap();
-        assert!(!plain.stream && plain.body.is_none());
-    }
-
-    #[test]
-    fn normalises_every_error_shape() {
-        let ctx = ResponseContext { created: 0, api_key: Some("sk-test-secret") };
-        let cases: Vec<(u16, &[u8], u16, &str, Value, Value)> = vec![
-            (
-                401,
-                br#"{"error":{"message":"Incorrect API key provided: sk-test-secret","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
-                401, "Incorrect API key provided: [REDACTED]", json!("invalid_api_key"), json!(null),
-            ),
-            (
-                400,
-                br#"{"error":{"message":"bad temp","type":"invalid_request_error","param":"temperature","code":null}}"#,
-                400, "bad temp", json!(null), json!("temperature"),
-            ),
-            (429, br#"{"error":{"message":"slow down","code":429}}"#, 429, "slow down", json!("429"), json!(null)),
-            (422, br#"{"object":"error","message":"vllm says no","type":"BadRequestError","code":400}"#, 400, "vllm says no", json!(null), json!(null)),
-            (404, br#"{"detail":"Not Found"}"#, 404, "Not Found", json!(null), json!(null)),
-            (500, br#"{"error":"boom"}"#, 500, "boom", json!(null), json!(null)),
-            (502, b"<html>bad gateway</html>", 502, "The provider returned HTTP 502: <html>bad gateway</html>", json!("bad_gateway"), json!(null)),
-            (503, b"", 503, "The provider returned HTTP 503 with no error message.", json!("overloaded"), json!(null)),
-        ];
-        for (status, body, want_status, want_message, want_code, want_param) in cases {
-            let out = OpenAi.chat_response(&ctx, status, body);
-            assert_eq!(out.status, want_status, "{}", String::from_utf8_lossy(body));
-            let v: Value = serde_json::from_slice(&out.body).unwrap();
-            assert_eq!(v["error"]["message"], json!(want_message));
-            assert_eq!(v["error"]["code"], want_code, "{}", String::from_utf8_lossy(body));
-            assert_eq!(v["error"]["param"], want_param);
-        }
-    }
-}
+mod tests;

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use crate::codec::sse::write_data;
+use super::{Provider, RequestFacts};
+use crate::codec::sse::{write_data, Event, SseDecoder};
 use crate::error::GatewayError;
-use crate::schema::openai::{FinishReason, Usage};
+use crate::schema::openai::{ChoiceLogprobs, FinishReason, Usage};
 
 /// Turns a provider's streamed body into OpenAI SSE, chunk by chunk, as it arrives.
 pub trait StreamTranslator {
@@ -23,6 +24,10 @@ pub struct StreamContext {
     pub created: u64,
     /// The client asked for a final usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    pub provider: Provider,
+    /// The provider key, scrubbed from any error the stream carries.
+    pub api_key: Option<String>,
+    pub facts: RequestFacts,
 }
 
 /// Writes the OpenAI chunks of one stream. The fields shared by every chunk are
@@ -76,7 +81,7 @@ pub struct FunctionDelta<'a> {
 struct Choice<'a> {
     index: u32,
     delta: &'a Delta<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<&'a ChoiceLogprobs>,
     finish_reason: Option<FinishReason>,
 }
 
@@ -93,8 +98,19 @@ impl ChunkWriter {
 
     /// One chunk with a single choice.
     pub fn delta(&self, out: &mut Vec<u8>, delta: &Delta<'_>, finish_reason: Option<FinishReason>) {
+        self.delta_with_logprobs(out, delta, None, finish_reason);
+    }
+
+    /// One chunk with a single choice and the log probabilities of its tokens.
+    pub fn delta_with_logprobs(
+        &self,
+        out: &mut Vec<u8>,
+        delta: &Delta<'_>,
+        logprobs: Option<&ChoiceLogprobs>,
+        finish_reason: Option<FinishReason>,
+    ) {
         out.extend_from_slice(&self.prefix);
-        let _ = serde_json::to_writer(&mut *out, &Choice { index: 0, delta, logprobs: None, finish_reason });
+        let _ = serde_json::to_writer(&mut *out, &Choice { index: 0, delta, logprobs, finish_reason });
         // Chunks carry `"usage": null` only in streams that end with a usage chunk.
         out.extend_from_slice(if self.include_usage { b"],\"usage\":null}\n\n" } else { b"]}\n\n" });
     }
@@ -110,6 +126,55 @@ impl ChunkWriter {
             out.extend_from_slice(b"}\n\n");
         }
         done(out);
+    }
+}
+
+/// What each adapter's stream implements: the translation of one provider event, and
+/// how the stream ends. [`SseStream`] does the framing for all of them.
+pub trait EventHandler {
+    /// The provider's name, for errors about its stream.
+    fn provider(&self) -> &'static str;
+    /// Translates one event, appending to `out`.
+    fn on_event(&mut self, event: Event<'_>, out: &mut Vec<u8>);
+    /// The body ended and every event was handled: end the client's stream properly,
+    /// unless it already ended.
+    fn on_end(&mut self, out: &mut Vec<u8>);
+    /// Ends the client's stream with an error event, unless it already ended.
+    fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError);
+    fn usage(&self) -> Option<&Usage>;
+}
+
+/// A provider stream framed as server-sent events, translated by `H` event by event.
+pub struct SseStream<H> {
+    sse: SseDecoder,
+    handler: H,
+}
+
+impl<H: EventHandler> SseStream<H> {
+    pub fn new(handler: H) -> Self {
+        SseStream { sse: SseDecoder::default(), handler }
+    }
+}
+
+impl<H: EventHandler> StreamTranslator for SseStream<H> {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let SseStream { sse, handler } = self;
+        if let Err(e) = sse.push(chunk, &mut |event| handler.on_event(event, out)) {
+            let err = GatewayError::ProviderMalformed { provider: handler.provider(), detail: format!("{e:?}") };
+            handler.fail(out, &err);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let SseStream { sse, handler } = self;
+        // An unterminated last event is still an event; a malformed tail ends in
+        // `on_end`'s incomplete-stream error.
+        let _ = sse.finish(&mut |event| handler.on_event(event, out));
+        handler.on_end(out);
+    }
+
+    fn usage(&self) -> Option<&Usage> {
+        self.handler.usage()
     }
 }
 

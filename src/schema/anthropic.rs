@@ -114,6 +114,22 @@ pub enum InputSchema<'r> {
     /// `{"type":"object","properties":{}}`: the API requires a schema even for tools
     /// that take no arguments.
     Empty(EmptyObjectSchema),
+    /// Any object: JSON mode without a schema.
+    AnyObject(AnyObjectSchema),
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnyObjectSchema {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(rename = "additionalProperties")]
+    pub additional_properties: bool,
+}
+
+impl Default for AnyObjectSchema {
+    fn default() -> Self {
+        AnyObjectSchema { kind: "object", additional_properties: true }
+    }
 }
 
 #[derive(Debug, Serialize)]

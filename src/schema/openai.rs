@@ -392,9 +392,31 @@ pub struct ChatCompletion<'a> {
 pub struct Choice<'a> {
     pub index: u32,
     pub message: ResponseMessage<'a>,
-    /// Always `null`: no adapter reports logprobs yet.
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: FinishReason,
+}
+
+/// `choices[].logprobs`: `{"content": [...], "refusal": null}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<TokenLogprob>,
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    /// The token's UTF-8 bytes, as integers.
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Serialize)]
@@ -492,4 +514,136 @@ mod tests {
         assert!(serde_json::from_str::<ToolChoice>(r#""sometimes""#).is_err());
         assert!(serde_json::from_str::<ToolChoice>(r#"{"type":"custom","function":{"name":"x"}}"#).is_err());
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Embeddings and legacy completions: validated downstream; forwarded raw to
+// OpenAI-compatible servers, read by adapters that translate them.
+
+/// `input` of an embeddings request.
+#[derive(Debug, PartialEq)]
+pub enum EmbeddingInput<'a> {
+    Text(Cow<'a, str>),
+    Texts(Vec<Cow<'a, str>>),
+    Tokens(Vec<i64>),
+    TokenLists(Vec<Vec<i64>>),
+}
+
+impl EmbeddingInput<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            EmbeddingInput::Text(_) => 1,
+            EmbeddingInput::Texts(t) => t.len(),
+            EmbeddingInput::Tokens(t) => usize::from(!t.is_empty()),
+            EmbeddingInput::TokenLists(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EmbeddingInput<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Untagged by hand: buffering through serde's Content would copy every string.
+        let raw: &'de RawValue = Deserialize::deserialize(deserializer)?;
+        let text = raw.get().trim_start();
+        let err = |e: serde_json::Error| de::Error::custom(e);
+        if text.starts_with('"') {
+            return serde_json::from_str::<Str<'de>>(raw.get()).map(|s| EmbeddingInput::Text(s.0)).map_err(err);
+        }
+        if !text.starts_with('[') {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Other("a non-array, non-string value"),
+                &"a string or an array",
+            ));
+        }
+        let items: Vec<&'de RawValue> = serde_json::from_str(raw.get()).map_err(err)?;
+        match items.first().map(|i| i.get().trim_start().as_bytes().first().copied()) {
+            None => Ok(EmbeddingInput::Texts(Vec::new())),
+            Some(Some(b'"')) => items
+                .iter()
+                .map(|i| serde_json::from_str::<Str<'de>>(i.get()).map(|s| s.0))
+                .collect::<Result<_, _>>()
+                .map(EmbeddingInput::Texts)
+                .map_err(err),
+            Some(Some(b'[')) => items
+                .iter()
+                .map(|i| serde_json::from_str::<Vec<i64>>(i.get()))
+                .collect::<Result<_, _>>()
+                .map(EmbeddingInput::TokenLists)
+                .map_err(err),
+            _ => items
+                .iter()
+                .map(|i| serde_json::from_str::<i64>(i.get()))
+                .collect::<Result<_, _>>()
+                .map(EmbeddingInput::Tokens)
+                .map_err(err),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest<'a> {
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub input: EmbeddingInput<'a>,
+    #[serde(default)]
+    pub encoding_format: Option<EncodingFormat>,
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    #[serde(default, borrow)]
+    pub user: Option<Cow<'a, str>>,
+}
+
+/// `/v1/completions` (legacy): only what the gateway checks; the rest is forwarded.
+#[derive(Debug, Deserialize)]
+pub struct CompletionsRequest<'a> {
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub prompt: &'a RawValue,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbeddingList<'a> {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingOut<'a>>,
+    pub model: &'a str,
+    pub usage: EmbeddingUsage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbeddingOut<'a> {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: EmbeddingValues<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingValues<'a> {
+    /// The provider's array of numbers, forwarded as written.
+    Floats(&'a RawValue),
+    /// Little-endian float32s, base64-encoded (`encoding_format: "base64"`).
+    Base64(String),
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
 }

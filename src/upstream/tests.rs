@@ -200,3 +200,107 @@ fn a_retry_to_another_provider_does_not_inherit_the_previous_attempts_headers() 
     assert_eq!(retry.request_header("anthropic-version"), None);
     assert_eq!(retry.request_header(":path").as_deref(), Some("/v1/chat/completions"));
 }
+
+#[test]
+fn each_provider_gets_its_own_path_and_auth_header() {
+    let chat_body = chat();
+    let embed_body = json!({"model": "emb", "input": ["a", "b"]});
+    let stream_body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let cases: Vec<(Vec<(&str, &str)>, &Value, &str, (&str, &str))> = vec![
+        (
+            vec![("provider", "gemini"), ("model", "gemini-2.5-flash"), ("api_key_env", "KEY")],
+            &chat_body,
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            ("x-goog-api-key", "sk-test"),
+        ),
+        (
+            vec![("provider", "gemini"), ("model", "gemini-2.5-flash"), ("api_key_env", "KEY")],
+            &stream_body,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            ("x-goog-api-key", "sk-test"),
+        ),
+        (
+            vec![("provider", "gemini"), ("model", "text-embedding-004"), ("api_key_env", "KEY")],
+            &embed_body,
+            "/v1beta/models/text-embedding-004:batchEmbedContents",
+            ("x-goog-api-key", "sk-test"),
+        ),
+        (
+            vec![
+                ("provider", "azure"),
+                ("model", "gpt-4o-prod"),
+                ("api_key_env", "KEY"),
+                ("api_base", "https://contoso.openai.azure.com"),
+                ("api_version", "2024-10-21"),
+            ],
+            &chat_body,
+            "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+            ("api-key", "sk-test"),
+        ),
+        (
+            vec![("provider", "azure"), ("api_key_env", "KEY"), ("api_base", "https://contoso.openai.azure.com")],
+            &embed_body,
+            "/openai/v1/embeddings",
+            ("api-key", "sk-test"),
+        ),
+        (
+            vec![("provider", "mistral"), ("api_key_env", "KEY")],
+            &embed_body,
+            "/v1/embeddings",
+            ("authorization", "Bearer sk-test"),
+        ),
+    ];
+    for (meta, body, path, (auth_name, auth_value)) in cases {
+        let host = host_for(&meta, &[("KEY", "sk-test")], body);
+        let (_, flow) = send_request(&host);
+        assert_eq!(flow, Flow::Continue, "{meta:?}: {:?}", host.reply());
+        assert_eq!(host.request_header(":path").as_deref(), Some(path), "{meta:?}");
+        assert_eq!(host.request_header(auth_name).as_deref(), Some(auth_value), "{meta:?}");
+        for other in ["authorization", "x-api-key", "api-key", "x-goog-api-key"].into_iter().filter(|h| *h != auth_name)
+        {
+            assert_eq!(host.request_header(other), None, "{meta:?}: {other} must not travel");
+        }
+    }
+}
+
+#[test]
+fn gemini_embeddings_come_back_in_openai_shape() {
+    let meta = [("provider", "gemini"), ("model", "text-embedding-004"), ("api_key_env", "KEY")];
+    let host = host_for(&meta, &[("KEY", "sk-test")], &json!({"model": "emb", "input": "hello there"}));
+    let (mut ex, _) = send_request(&host);
+    let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(sent["content"]["parts"][0]["text"], "hello there");
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    *host.response_body.borrow_mut() = br#"{"embedding":{"values":[0.6,-0.8]}}"#.to_vec();
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
+    let size = host.response_body.borrow().len();
+    assert_eq!(ex.on_response_body(&host, size, true), Flow::Continue);
+    let out: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(out["object"], "list");
+    assert_eq!(out["model"], "emb");
+    assert_eq!(out["data"][0]["embedding"], json!([0.6, -0.8]), "unit vectors pass through as they came");
+    assert!(out["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn gemini_streams_are_translated_as_they_arrive() {
+    let meta = [("provider", "gemini"), ("model", "gemini-2.5-flash"), ("api_key_env", "KEY")];
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let host = host_for(&meta, &[("KEY", "sk-test")], &body);
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())];
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Continue);
+    let first = br#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}],"responseId":"r1","modelVersion":"gemini-2.5-flash"}"#;
+    *host.response_body.borrow_mut() = [&first[..], b"\r\n\r\n"].concat();
+    let size = host.response_body.borrow().len();
+    assert_eq!(ex.on_response_body(&host, size, false), Flow::Continue);
+    let out = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+    assert!(out.contains(r#""content":"Hel""#) && !out.contains("[DONE]"), "{out}");
+    let last = br#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"lo"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":2,"totalTokenCount":4}}"#;
+    *host.response_body.borrow_mut() = [&last[..], b"\r\n\r\n"].concat();
+    let size = host.response_body.borrow().len();
+    assert_eq!(ex.on_response_body(&host, size, true), Flow::Continue);
+    let out = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+    assert!(out.contains(r#""finish_reason":"stop""#) && out.ends_with("data: [DONE]\n\n"), "{out}");
+}

@@ -950,8 +950,8 @@ def test_openai_wrong_key_is_masked(http, omock):
         "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/v1/completions"), ("GET", "/v1/chat/completions"),
-                                          ("POST", "/v1/messages")])
+@pytest.mark.parametrize("method, path", [("POST", "/v1/responses"), ("GET", "/v1/chat/completions"),
+                                          ("GET", "/v1/embeddings"), ("POST", "/v1/messages")])
 def test_openai_unknown_routes(http, omock, method, path):
     response = http.request(method, omock.base_url + path, headers=OPENAI_HEADERS)
     assert response.status_code == 404

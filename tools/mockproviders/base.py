@@ -19,6 +19,7 @@ import re
 import secrets
 import socket
 import socketserver
+import sys
 import string
 import struct
 import threading
@@ -384,6 +385,13 @@ class _HTTPServer(ThreadingHTTPServer):
         # seconds in sandboxes; the mock only ever binds 127.0.0.1.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing its connection mid-read (a reset after it stopped reading) is
+        # normal for a server, not a failure to print; anything else still is.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 _REASONS = {529: "Overloaded"}  # http.server knows no phrase for Anthropic's 529

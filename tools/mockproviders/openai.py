@@ -1,5 +1,5 @@
-"""Strict mock of OpenAI Chat Completions: ``POST {base_path}/chat/completions`` and
-``GET {base_path}/models``.
+"""Strict mock of OpenAI Chat Completions: ``POST {base_path}/chat/completions``,
+``POST {base_path}/embeddings``, ``POST {base_path}/completions`` (legacy) and ``GET {base_path}/models``.
 
 Accepted request fields are those of ``openai/types/chat/completion_create_params.py``
 (openai-python 3.54); anything else is refused with "Unrecognized request argument supplied".
@@ -8,12 +8,25 @@ wording (``Missing required parameter: 'messages'.``, ``Invalid 'temperature': d
 maximum value. ...``, ``Invalid type for 'n': expected an integer, ...``). Checks run in this
 order (the API's, as far as observed): route, bearer key, JSON body, unknown arguments, model,
 messages (shape, then the tool-call flow), then the remaining parameters.
+
+Embeddings take the fields of ``embedding_create_params.py`` (``input`` str | str[] | int[] |
+int[][], never empty: the API answers ``'$.input' is invalid. ...``; ``encoding_format`` float |
+base64, where base64 is the little-endian float32 bytes; ``dimensions`` >= 1) and answer with
+deterministic unit vectors. Legacy completions take ``completion_create_params.py`` (``prompt``
+required, ``max_tokens`` defaulting to 16, chat models refused with the API's 404) and answer
+``text_completion`` objects, streamed as ``data:`` chunks ending in ``[DONE]``.
+
+The validators and body builders are module functions so the Azure mock reuses them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
 import re
+import struct
 import time
 from typing import Any, Iterator
 
@@ -435,25 +448,229 @@ def _check_response_format(response_format: Any) -> None:
             raise _missing("response_format.json_schema.name")
 
 
-def _check_body(raw: bytes) -> dict:
+def _check_envelope(raw: bytes, fields: frozenset, require_model: bool = True) -> dict:
+    """The checks every endpoint starts with: a JSON object, no unknown arguments, a model."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
         raise _Invalid(UNPARSABLE_BODY_MESSAGE) from None
     if not isinstance(body, dict):
         raise _Invalid(UNPARSABLE_BODY_MESSAGE)
-    unknown = [name for name in body if name not in REQUEST_FIELDS]
+    unknown = [name for name in body if name not in fields]
     if unknown:
         plural = "s" if len(unknown) > 1 else ""
         raise _Invalid(f"Unrecognized request argument{plural} supplied: {', '.join(unknown)}")
-    if "model" not in body:
-        raise _Invalid("you must provide a model parameter")
-    _check_type(body["model"], "string", "model")
+    if "model" in body or require_model:
+        if "model" not in body:
+            raise _Invalid("you must provide a model parameter")
+        _check_type(body["model"], "string", "model")
+    return body
+
+
+def _check_body(raw: bytes, require_model: bool = True) -> dict:
+    """A Chat Completions body. ``require_model=False`` is Azure's deployment-scoped form,
+    where the deployment in the URL picks the model and a body ``model`` is ignored."""
+    body = _check_envelope(raw, REQUEST_FIELDS, require_model)
     if "messages" not in body:
         raise _missing("messages")
     _check_messages(body["messages"])
     _check_parameters(body)
     return body
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings and legacy Completions
+# ----------------------------------------------------------------------------------------------
+
+# openai/types/embedding_create_params.py and completion_create_params.py (openai-python 3.54).
+EMBEDDING_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+COMPLETION_FIELDS = frozenset({
+    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user",
+})
+# Native output sizes of the embedding models (openai/types/embedding_model.py); unknown models get 1536.
+EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+DEFAULT_EMBEDDING_SIZE = 1536
+# What the API says when a token-array or string input is empty or of the wrong shape.
+INVALID_INPUT_MESSAGE = ("'$.input' is invalid. Please check the API reference: "
+                         "https://platform.openai.com/docs/api-reference.")
+CHAT_MODEL_ON_COMPLETIONS = ("This is a chat model and not supported in the v1/completions endpoint. Did you mean to use "
+                             "v1/chat/completions?")
+
+
+def _is_token_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in value)
+
+
+def embedding_inputs(value: Any) -> list[str | list[int]] | None:
+    """The inputs of an embeddings ``input`` (str | str[] | int[] | int[][]), or None when the
+    API would refuse it: empty strings, empty arrays and mixed arrays included."""
+    if isinstance(value, str):
+        return [value] if value else None
+    if _is_token_array(value):
+        return [value]
+    if not isinstance(value, list) or not value or len(value) > 2048:
+        return None
+    if all(isinstance(item, str) and item for item in value):
+        return list(value)
+    if all(_is_token_array(item) for item in value):
+        return list(value)
+    return None
+
+
+def _check_embeddings_body(raw: bytes, require_model: bool = True) -> dict:
+    body = _check_envelope(raw, EMBEDDING_FIELDS, require_model)
+    if "input" not in body:
+        raise _missing("input")
+    if embedding_inputs(body["input"]) is None:
+        raise _Invalid(INVALID_INPUT_MESSAGE)
+    if body.get("encoding_format") is not None:
+        _check_choice(body["encoding_format"], ("float", "base64"), "encoding_format")
+    if body.get("dimensions") is not None:
+        _check_type(body["dimensions"], "integer", "dimensions")
+        _check_bounds(body["dimensions"], "dimensions", 1, integer=True)
+        if body.get("model") == "text-embedding-ada-002":
+            raise _Invalid("This model does not support specifying dimensions.", "dimensions")
+    if "user" in body:
+        _check_type(body["user"], "string", "user")
+    return body
+
+
+_COMPLETION_NUMBERS = {
+    "temperature": ("number", 0, 2),
+    "top_p": ("number", 0, 1),
+    "n": ("integer", 1, 128),
+    "best_of": ("integer", 0, 20),
+    "max_tokens": ("integer", 0, None),
+    "logprobs": ("integer", 0, 5),
+    "presence_penalty": ("number", -2, 2),
+    "frequency_penalty": ("number", -2, 2),
+    "seed": ("integer", None, None),
+}
+
+
+def completion_prompts(value: Any) -> list[str | list[int]] | None:
+    """The prompts of a legacy ``prompt`` (str | str[] | int[] | int[][]), or None if malformed."""
+    if isinstance(value, str) or _is_token_array(value):
+        return [value]
+    if isinstance(value, list) and value and (all(isinstance(item, str) for item in value)
+                                             or all(_is_token_array(item) for item in value)):
+        return list(value)
+    return None
+
+
+def _check_completions_body(raw: bytes, require_model: bool = True) -> dict:
+    body = _check_envelope(raw, COMPLETION_FIELDS, require_model)
+    if body.get("model") in MODELS:
+        raise _Invalid(CHAT_MODEL_ON_COMPLETIONS, "model", status=404)
+    if "prompt" not in body:
+        raise _missing("prompt")
+    if completion_prompts(body["prompt"]) is None:
+        raise _Invalid(f"Invalid type for 'prompt': expected a string or an array of strings or tokens, but got "
+                       f"{_described(body['prompt'])} instead.", "prompt", "invalid_type")
+    for name, (kind, minimum, maximum) in _COMPLETION_NUMBERS.items():
+        if body.get(name) is not None:
+            _check_type(body[name], kind, name)
+            _check_bounds(body[name], name, minimum, maximum, integer=kind == "integer")
+    if body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
+        raise _Invalid("best_of must be greater than or equal to n.", "best_of")
+    for name in ("stream", "echo"):
+        _check_type(body.get(name), "boolean", name, nullable=True)
+    _check_type(body.get("suffix"), "string", "suffix", nullable=True)
+    if "user" in body:
+        _check_type(body["user"], "string", "user")
+    _check_stop(body.get("stop"))
+    _check_stream_options(body)
+    return body
+
+
+def _vector(seed: str, size: int) -> list[float]:
+    """A deterministic unit vector for ``seed``, every component exactly representable as
+    float32 so the ``float`` and ``base64`` encodings carry the same numbers."""
+    raw: list[float] = []
+    counter = 0
+    while len(raw) < size:
+        digest = hashlib.sha256(f"{seed}\x00{counter}".encode()).digest()
+        raw.extend((value / 2**31) - 1.0 for value in struct.unpack(">8I", digest))
+        counter += 1
+    raw = raw[:size]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    return [struct.unpack("<f", struct.pack("<f", value / norm))[0] for value in raw]
+
+
+def embedding_vector(item: str | list[int], size: int) -> list[float]:
+    return _vector(item if isinstance(item, str) else json.dumps(item), size)
+
+
+def encode_base64_floats(values: list[float]) -> str:
+    """What ``encoding_format: "base64"`` returns: the little-endian float32 bytes, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+
+
+def embeddings_response(body: dict, model: str) -> dict:
+    """The ``list`` of ``embedding`` objects for an (already validated) embeddings request."""
+    items = embedding_inputs(body["input"]) or []
+    size = body.get("dimensions") or EMBEDDING_SIZES.get(body.get("model") or model, DEFAULT_EMBEDDING_SIZE)
+    data = []
+    for index, item in enumerate(items):
+        vector = embedding_vector(item, size)
+        data.append({"object": "embedding", "index": index,
+                     "embedding": encode_base64_floats(vector) if body.get("encoding_format") == "base64" else vector})
+    tokens = sum(len(item) if isinstance(item, list) else max(1, estimate_tokens(item)) for item in items)
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def text_completion(texts: list[tuple[str, str]], model: str, prompt_tokens: int, completion_id: str | None = None,
+                    completion_tokens: int | None = None) -> dict:
+    """A ``text_completion`` body; ``texts`` holds one ``(text, finish_reason)`` per choice."""
+    if completion_tokens is None:
+        completion_tokens = sum(estimate_tokens(text) for text, _ in texts)
+    return {
+        "id": completion_id or "cmpl-" + random_token(29),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": reason}
+                    for index, (text, reason) in enumerate(texts)],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def text_completion_chunks(completion: dict, include_usage: bool = False) -> list[Any]:
+    """The legacy stream: per choice one ``text_completion`` chunk per word, then one with an
+    empty text and the finish reason; the usage chunk (``choices: []``) when asked; ``[DONE]``."""
+    def chunk(choices: list[dict], usage: dict | None = None) -> dict:
+        body = {"id": completion["id"], "object": "text_completion", "created": completion["created"],
+                "choices": choices, "model": completion["model"]}
+        return {**body, "usage": usage} if include_usage else body
+
+    chunks: list[Any] = []
+    for choice in completion["choices"]:
+        for piece in word_pieces(choice["text"]):
+            chunks.append(chunk([{"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": None}]))
+        chunks.append(chunk([{"text": "", "index": choice["index"], "logprobs": None,
+                              "finish_reason": choice["finish_reason"]}]))
+    if include_usage:
+        chunks.append(chunk([], completion["usage"]))
+    chunks.append("[DONE]")
+    return chunks
+
+
+def default_text_completion(body: dict, model: str) -> dict:
+    """The mock's answer to a validated legacy request: ``Echo: <prompt>`` per prompt and per
+    ``n``, cut by ``stop`` and ``max_tokens`` (default 16, as the API documents)."""
+    prompts = completion_prompts(body["prompt"]) or []
+    stop = body.get("stop")
+    max_tokens = body["max_tokens"] if body.get("max_tokens") is not None else 16
+    texts = []
+    for prompt in prompts:
+        shown = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        cut = truncate_reply(f"Echo: {shown}".rstrip(), [stop] if isinstance(stop, str) else stop or (), max_tokens)
+        texts += [(cut.text, "length" if cut.reason == "max_tokens" else "stop")] * (body.get("n") or 1)
+    prompt_tokens = sum(len(p) if isinstance(p, list) else estimate_tokens(p) for p in prompts)
+    return text_completion(texts, model, max(1, prompt_tokens))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,6 +704,10 @@ def _snapshot(model: str) -> str:
 def _bearer_token(authorization: str) -> str | None:
     scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+# Route -> body validator (each takes the raw body and ``require_model``).
+BODY_CHECKS = {"chat": _check_body, "embeddings": _check_embeddings_body, "completions": _check_completions_body}
 
 
 class OpenAIMock(MockServer):
@@ -549,8 +770,8 @@ class OpenAIMock(MockServer):
             if route is None:
                 raise _Invalid(f"Invalid URL ({request.method} {request.path})", status=404)
             self._check_key(request.headers)
-            if route == "chat":
-                _check_body(request.body)
+            if route in BODY_CHECKS:
+                BODY_CHECKS[route](request.body)
         except _Invalid as error:
             raise Rejection(error.status, openai_error_body(error.message, param=error.param, code=error.code)) \
                 from None
@@ -558,6 +779,10 @@ class OpenAIMock(MockServer):
     def _route(self, request: RecordedRequest) -> str | None:
         if request.method == "POST" and request.path == f"{self.base_path}/chat/completions":
             return "chat"
+        if request.method == "POST" and request.path == f"{self.base_path}/embeddings":
+            return "embeddings"
+        if request.method == "POST" and request.path == f"{self.base_path}/completions":
+            return "completions"
         if request.method == "GET" and request.path == f"{self.base_path}/models":
             return "models"
         return None
@@ -572,10 +797,20 @@ class OpenAIMock(MockServer):
 
     def default_response(self, request: RecordedRequest, request_id: str | None) -> Response:
         headers = self.common_headers(request_id)
-        if self._route(request) == "models":
+        route = self._route(request)
+        if route == "models":
             models = [{"id": model, "object": "model", "created": 1715367049, "owned_by": "system"} for model in MODELS]
             return Response.json(200, {"object": "list", "data": models}, headers, self.json_indent)
         body = request.json
+        if route == "embeddings":
+            return Response.json(200, embeddings_response(body, body["model"]), headers, self.json_indent)
+        if route == "completions":
+            completion = default_text_completion(body, body["model"])
+            if body.get("stream"):
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                chunks = text_completion_chunks(completion, include_usage)
+                return Response.stream([self.encode_event(chunk) for chunk in chunks], headers)
+            return Response.json(200, completion, headers, self.json_indent)
         stop = body.get("stop")
         cut = truncate_reply(f"Echo: {last_user_text(body['messages'])}".rstrip(),
                              [stop] if isinstance(stop, str) else stop or (),

@@ -3,73 +3,56 @@
 //! Tool calls are numbered 0, 1, 2… in order of appearance, not by Anthropic's content
 //! block index (which also counts text and thinking blocks).
 
-use super::{error_from_detail, finish_reason, usage, NAME};
-use crate::codec::sse::{Event, SseDecoder};
+use super::{error_from_detail, finish_reason, usage, JSON_TOOL, NAME};
+use crate::codec::sse::Event;
 use crate::error::GatewayError;
 use crate::providers::stream::{
-    error_event, ChunkWriter, Delta, FunctionDelta, StreamContext, StreamTranslator, ToolCallDelta,
+    error_event, ChunkWriter, Delta, EventHandler, FunctionDelta, SseStream, StreamContext, ToolCallDelta,
 };
-use crate::providers::ResponseContext;
 use crate::schema::anthropic::{StreamEvent, Usage as AUsage};
 use crate::schema::openai::{FinishReason, Usage};
 
-pub struct AnthropicStream {
-    sse: SseDecoder,
-    state: State,
-}
-
-struct State {
+pub(super) struct State {
     ctx: StreamContext,
-    api_key: Option<String>,
     writer: Option<ChunkWriter>,
     /// (content block index, tool call index) for each tool_use block so far.
     tool_blocks: Vec<(usize, usize)>,
+    /// The content block carrying a JSON-mode answer (the gateway's forced tool).
+    json_block: Option<usize>,
     usage: AUsage,
     openai_usage: Usage,
     finish: Option<FinishReason>,
     ended: bool,
 }
 
-impl AnthropicStream {
-    pub fn new(ctx: StreamContext, api_key: Option<String>) -> Self {
-        AnthropicStream {
-            sse: SseDecoder::default(),
-            state: State {
-                ctx,
-                api_key,
-                writer: None,
-                tool_blocks: Vec::new(),
-                usage: AUsage::default(),
-                openai_usage: Usage::default(),
-                finish: None,
-                ended: false,
-            },
-        }
-    }
+pub(super) fn translator(ctx: StreamContext) -> SseStream<State> {
+    SseStream::new(State {
+        ctx,
+        writer: None,
+        tool_blocks: Vec::new(),
+        json_block: None,
+        usage: AUsage::default(),
+        openai_usage: Usage::default(),
+        finish: None,
+        ended: false,
+    })
 }
 
-impl StreamTranslator for AnthropicStream {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let AnthropicStream { sse, state } = self;
-        if let Err(e) = sse.push(chunk, &mut |event| state.on_event(event, out)) {
-            state.fail(out, &GatewayError::ProviderMalformed { provider: NAME, detail: format!("{e:?}") });
-        }
+impl EventHandler for State {
+    fn provider(&self) -> &'static str {
+        NAME
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        let AnthropicStream { sse, state } = self;
-        let _ = sse.finish(&mut |event| state.on_event(event, out));
-        if !state.ended {
-            state.fail(out, &GatewayError::StreamIncomplete { provider: NAME });
+    fn on_end(&mut self, out: &mut Vec<u8>) {
+        if !self.ended {
+            self.fail(out, &GatewayError::StreamIncomplete { provider: NAME });
         }
     }
 
     fn usage(&self) -> Option<&Usage> {
-        self.state.writer.as_ref().map(|_| &self.state.openai_usage)
+        self.writer.as_ref().map(|_| &self.openai_usage)
     }
-}
 
-impl State {
     fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError) {
         if !self.ended {
             error_event(out, err);
@@ -105,8 +88,7 @@ impl State {
             "error" => {
                 let err = match &parsed.error {
                     Some(detail) => {
-                        let ctx = ResponseContext { created: self.ctx.created, api_key: self.api_key.as_deref() };
-                        error_from_detail(&ctx, super::status_of(&detail.kind), detail)
+                        error_from_detail(self.ctx.api_key.as_deref(), super::status_of(&detail.kind), detail)
                     }
                     None => {
                         GatewayError::ProviderMalformed { provider: NAME, detail: "error event without error".into() }
@@ -136,6 +118,9 @@ impl State {
                                         None,
                                     );
                                 }
+                            }
+                            "tool_use" if self.ctx.facts.json_tool && block.name.as_deref() == Some(JSON_TOOL) => {
+                                self.json_block = Some(index);
                             }
                             "tool_use" => {
                                 let tool = self.tool_blocks.len();
@@ -169,6 +154,12 @@ impl State {
                                     );
                                 }
                             }
+                            // JSON mode: the forced tool's input is the answer's content.
+                            Some("input_json_delta") if parsed.index.is_some() && parsed.index == self.json_block => {
+                                if let Some(text) = delta.partial_json.as_deref().filter(|t| !t.is_empty()) {
+                                    writer.delta(out, &Delta { content: Some(text), ..Delta::default() }, None);
+                                }
+                            }
                             Some("input_json_delta") => {
                                 let tool = self.tool_blocks.iter().find(|(block, _)| Some(*block) == parsed.index);
                                 let fragment = delta.partial_json.as_deref().filter(|t| !t.is_empty());
@@ -188,7 +179,14 @@ impl State {
                     }
                     "message_delta" => {
                         if let Some(reason) = parsed.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
-                            self.finish = Some(finish_reason(Some(reason)));
+                            let reason = finish_reason(Some(reason));
+                            // The forced JSON tool is how the answer arrives, not a call to make.
+                            let json_only = self.json_block.is_some() && self.tool_blocks.is_empty();
+                            self.finish = Some(if json_only && reason == FinishReason::ToolCalls {
+                                FinishReason::Stop
+                            } else {
+                                reason
+                            });
                         }
                         if let Some(update) = &parsed.usage {
                             self.update_usage(update);
@@ -204,7 +202,9 @@ impl State {
             }
         }
     }
+}
 
+impl State {
     fn update_usage(&mut self, update: &crate::schema::anthropic::UsageUpdate) {
         self.usage.merge(update);
         self.openai_usage = usage(&self.usage);

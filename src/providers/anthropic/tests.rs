@@ -4,6 +4,7 @@ use crate::endpoint::Endpoint;
 use crate::providers::Provider;
 use crate::testing::{arb_chat_request, arb_json, fuzz_config};
 use proptest::prelude::*;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 fn endpoint() -> Endpoint {
@@ -14,13 +15,20 @@ fn endpoint() -> Endpoint {
         authority: "api.anthropic.com".into(),
         base_path: String::new(),
         max_tokens: None,
+        api_version: None,
+        param_policy: crate::providers::ParamPolicy::Default,
     }
 }
 
 fn translate(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
     let ep = endpoint();
     let config = UpstreamConfig::default();
-    Anthropic.chat_request(&RequestContext { endpoint: &ep, config: &config }, body)
+    Anthropic.request(
+        &RequestContext { endpoint: &ep, config: &config },
+        Operation::Chat,
+        body,
+        &mut RequestFacts::default(),
+    )
 }
 
 #[test]
@@ -114,9 +122,11 @@ proptest! {
 
     #[test]
     fn response_translation_always_yields_openai_json(status in prop_oneof![Just(200u16), 100u16..600], value in arb_json(), raw in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let ctx = ResponseContext { created: 1, api_key: Some("sk-secret-key") };
+        let ep = endpoint();
+        let facts = RequestFacts::default();
+        let ctx = ResponseContext { created: 1, api_key: Some("sk-secret-key"), endpoint: &ep, request: &facts };
         for body in [value.to_string().into_bytes(), raw.clone()] {
-            let out = Anthropic.chat_response(&ctx, status, &body);
+            let out = Anthropic.response(&ctx, Operation::Chat, status, &body);
             let v: Value = serde_json::from_slice(&out.body).unwrap();
             prop_assert!(v.get("error").is_some() || v["object"] == "chat.completion");
             prop_assert!((200..600).contains(&out.status));
