@@ -18,6 +18,8 @@ The gateway serves these model groups, each a cluster with one deployment:
     gpt-embed     -> OpenAIMock, text-embedding-3-small
     gpt-instruct  -> OpenAIMock, gpt-3.5-turbo-instruct (legacy completions)
     groq          -> an OpenAIMock under /openai/v1 behind the `groq` preset
+    claude-drop   -> the Anthropic mock, unsupported_params: drop
+    claude-strict -> the Anthropic mock, unsupported_params: reject
 """
 
 from __future__ import annotations
@@ -115,6 +117,11 @@ def gateway(anthropic_mock, openai_mock, openai_prefixed_mock, gemini_mock, azur
                                                api_key_env="TEST_OPENAI_KEY", api_base_path="/v1")]),
         ModelGroup("groq", [Deployment("groq", groq_mock.port, model="llama-3.3-70b-versatile",
                                        api_key_env="TEST_OPENAI_KEY", api_base_path="/openai/v1")]),
+        ModelGroup("claude-drop", [Deployment("anthropic", anthropic_mock.port, model="claude-sonnet-4-5",
+                                              api_key_env="TEST_ANTHROPIC_KEY", extra={"unsupported_params": "drop"})]),
+        ModelGroup("claude-strict", [Deployment("anthropic", anthropic_mock.port, model="claude-sonnet-4-5",
+                                                api_key_env="TEST_ANTHROPIC_KEY",
+                                                extra={"unsupported_params": "reject"})]),
     ]
     gw = Gateway(groups, env=KEYS)
     yield gw

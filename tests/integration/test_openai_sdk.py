@@ -32,7 +32,8 @@ def streamed_tool_call(model: str) -> tuple[str, StreamEvents]:
                                        finish_reason="tool_calls")
     if model == "azure":
         return "azure_mock", StreamEvents(azure_chunks(completion, include_usage=True))
-    return "openai_mock", StreamEvents(completion_chunks(completion, include_usage=True))
+    mock = "groq_mock" if model == "groq" else "openai_mock"
+    return mock, StreamEvents(completion_chunks(completion, include_usage=True))
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_sdk_sees_overload_as_retryable_server_error(client, anthropic_mock):
     assert caught.value.code == "overloaded"
 
 
-@pytest.mark.parametrize("model", ["claude", "gemini", "azure", "gpt"])
+@pytest.mark.parametrize("model", ["claude", "gemini", "azure", "gpt", "groq"])
 def test_streamed_two_turn_tool_loop_with_identical_client_code(client, request, model):
     """The issue's promise: only the model name changes."""
     mock_name, first_turn = streamed_tool_call(model)

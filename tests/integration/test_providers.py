@@ -351,3 +351,37 @@ def test_bad_embeddings_and_completions_requests(gateway, openai_mock, path, bod
     assert r.status_code == 400, r.text
     assert openai_error(r)["param"] == param
     assert openai_mock.requests == []
+
+
+# --- Parameters a provider lacks: the deployment's policy ------------------------------------
+
+
+@pytest.mark.parametrize("model,params,status,dropped", [
+    # default: semantic parameters refused, sampling knobs dropped and reported
+    ("claude", {"n": 2}, 400, None),
+    ("claude", {"seed": 7, "frequency_penalty": 0.5}, 200, {"seed", "frequency_penalty"}),
+    # drop: everything dropped and reported
+    ("claude-drop", {"n": 2, "logprobs": True, "seed": 7}, 200, {"n", "logprobs", "seed"}),
+    # reject: everything refused
+    ("claude-strict", {"seed": 7}, 400, None),
+])
+def test_unsupported_parameter_policy(gateway, anthropic_mock, model, params, status, dropped):
+    r = gateway.chat({"model": model, "messages": [{"role": "user", "content": "x"}], **params})
+    assert r.status_code == status, r.text
+    if status == 400:
+        error = openai_error(r)
+        assert error["code"] == "unsupported_parameter" and error["param"] in params
+        assert anthropic_mock.requests == [], "refused before reaching the provider"
+    else:
+        assert set(r.headers["x-switchyard-dropped-params"].split(",")) == dropped
+        sent = only_request(anthropic_mock).json
+        assert not set(params) & set(sent)
+
+
+def test_dropped_parameters_are_reported_on_streams_too(gateway, gemini_mock):
+    with gateway.client.stream("POST", "/v1/chat/completions", json={
+            "model": "gemini", "stream": True, "user": "user-1234", "parallel_tool_calls": False,
+            "messages": [{"role": "user", "content": "x"}]}) as r:
+        assert r.status_code == 200
+        assert set(r.headers["x-switchyard-dropped-params"].split(",")) == {"user", "parallel_tool_calls"}
+        assert sse_data(r)[-1] == "[DONE]"

@@ -195,7 +195,7 @@ def test_models_endpoints(gateway):
     ids = [m["id"] for m in listing.json()["data"]]
     assert ids == ["claude", "gpt", "gpt-prefixed", "claude-slow", "unreachable", "keyless", "gemini", "gemini-3",
                    "gemini-badkey", "gemini-embed", "azure", "azure-v1", "azure-embed", "gpt-embed", "gpt-instruct",
-                   "groq"], "every configured model, in configuration order"
+                   "groq", "claude-drop", "claude-strict"], "every configured model, in configuration order"
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in listing.json()["data"])
     one = gateway.client.get("/v1/models/claude")
     assert one.status_code == 200 and one.json()["id"] == "claude"
