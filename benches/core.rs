@@ -92,6 +92,29 @@ fn anthropic_stream() -> (Vec<u8>, usize) {
     (s.into_bytes(), words.len() + 5)
 }
 
+const GEMINI_RESPONSE: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Yes. On a cluster, per_connection_buffer_limit_bytes bounds what Envoy buffers per upstream connection, which includes a response body that an upstream filter holds whole before rewriting it; past the limit the stream is reset and the client sees a 5xx."}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":182,"candidatesTokenCount":56,"totalTokenCount":238,"promptTokensDetails":[{"modality":"TEXT","tokenCount":182}]},"modelVersion":"gemini-2.5-flash","responseId":"mFfJaOeBLqnzxN8P0NWWwAY"}"#;
+
+fn gemini_stream() -> (Vec<u8>, usize) {
+    let pieces = [
+        "Yes. On a",
+        " cluster, the limit",
+        " bounds what Envoy",
+        " buffers per upstream",
+        " connection, including",
+        " whole response bodies.",
+    ];
+    let mut s = String::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let finish = if i + 1 == pieces.len() { r#","finishReason": "STOP""# } else { "" };
+        s.push_str(&format!(
+            "data: {{\"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"{p}\"}}],\"role\": \"model\"}}{finish},\"index\": 0}}],\"usageMetadata\": {{\"promptTokenCount\": 182,\"candidatesTokenCount\": {},\"totalTokenCount\": {}}},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"mFfJaOeBLqnzxN8P0NWWwAY\"}}\r\n\r\n",
+            (i + 1) * 4,
+            182 + (i + 1) * 4
+        ));
+    }
+    (s.into_bytes(), pieces.len())
+}
+
 fn openai_stream() -> (Vec<u8>, usize) {
     let mut s = String::new();
     let words = ["Yes", ".", " On", " a", " cluster", ",", " the", " limit", " bounds", " what", " Envoy", " buffers"];
@@ -145,6 +168,7 @@ fn main() {
     let config = UpstreamConfig::default();
     let anthropic = endpoint("anthropic", "claude-sonnet-4-5");
     let openai = endpoint("openai", "gpt-4o-mini");
+    let gemini = endpoint("gemini", "gemini-2.5-flash");
     let facts = RequestFacts { model: "claude".into(), ..RequestFacts::default() };
     let response_ctx =
         ResponseContext { created: 1_700_000_000, api_key: Some("sk-bench"), endpoint: &anthropic, request: &facts };
@@ -165,6 +189,20 @@ fn main() {
     };
     let (a_stream, a_events) = anthropic_stream();
     let (o_stream, o_events) = openai_stream();
+    let (g_stream, g_events) = gemini_stream();
+    let gemini_ctx =
+        ResponseContext { created: 1_700_000_000, api_key: Some("sk-bench"), endpoint: &gemini, request: &facts };
+
+    // A broken fixture would measure an error path: every stream must translate whole.
+    for (provider, bytes) in
+        [(Provider::Anthropic, &a_stream), (gemini.provider, &g_stream), (openai.provider, &o_stream)]
+    {
+        let mut translator = provider.adapter().stream(stream_ctx(provider, true));
+        let mut out = Vec::new();
+        translator.push(bytes, &mut out);
+        translator.finish(&mut out);
+        assert!(out.ends_with(b"data: [DONE]\n\n"), "{}: {}", provider.name(), String::from_utf8_lossy(&out));
+    }
 
     let results = vec![
         measure("downstream: parse + validate request", "request", 1, || {
@@ -196,6 +234,25 @@ fn main() {
             let mut translator = Provider::Anthropic.adapter().stream(stream_ctx(Provider::Anthropic, true));
             let mut out = Vec::with_capacity(a_stream.len() * 2);
             translator.push(black_box(&a_stream), &mut out);
+            translator.finish(&mut out);
+            black_box(out);
+        }),
+        measure("gemini: request", "request", 1, || {
+            black_box(request(&gemini));
+        }),
+        measure("gemini: request + response", "exchange", 1, || {
+            black_box(request(&gemini));
+            black_box(gemini.provider.adapter().response(
+                &gemini_ctx,
+                Operation::Chat,
+                200,
+                black_box(GEMINI_RESPONSE.as_bytes()),
+            ));
+        }),
+        measure("gemini: stream, per event", "event", g_events, || {
+            let mut translator = gemini.provider.adapter().stream(stream_ctx(gemini.provider, true));
+            let mut out = Vec::with_capacity(g_stream.len() * 2);
+            translator.push(black_box(&g_stream), &mut out);
             translator.finish(&mut out);
             black_box(out);
         }),
