@@ -484,8 +484,8 @@ def targets(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict
                     f"{'higher at ' + ', '.join(map(str, worse)) if worse else 'lower at all'} | {'met' if not worse else 'missed'} |")
     else:
         rows.append("| ≥ 100× LiteLLM's saturated throughput | LiteLLM not measured | |")
-    by_name = {m["name"]: m for m in core}
-    row("translation core ≤ 20 µs per typical request + response", by_name.get("anthropic: request + response", {}).get("us"), 20, " µs", False)
+    per_exchange = [m["us"] for m in core if m["per"] == "exchange"]
+    row("translation core ≤ 20 µs per typical request + response (worst adapter)", max(per_exchange) if per_exchange else None, 20, " µs", False)
     per_event = [m["us"] for m in core if m["per"] == "event"]
     row("translation core ≤ 2 µs per stream chunk (worst adapter)", max(per_event) if per_event else None, 2, " µs", False)
     if "plain Envoy" in memory and "Switchyard Envoy" in memory:
