@@ -4,13 +4,19 @@
 
 use std::rc::Rc;
 
-use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
+use crate::config::{DownstreamConfig, ModelEntry, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
 use crate::host::{Flow, Host};
 use crate::json::parse_request;
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
-use crate::validate;
+use crate::upstream::STATUS_HEADER;
+use crate::{tokens, validate};
+
+/// Set on streaming requests, so a model can have a stream route of its own.
+pub const STREAM_HEADER: &str = "x-switchyard-stream";
+/// Names the group a request was moved to because it exceeds its model's context window.
+pub const CONTEXT_FALLBACK_HEADER: &str = "x-switchyard-context-fallback";
 
 /// Client credentials: read here (gateway key), never forwarded to a provider.
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
@@ -51,11 +57,13 @@ pub struct DownstreamExchange {
     operation: Option<Operation>,
     /// Client credential headers present on this request, to strip before routing.
     credentials_present: Vec<&'static str>,
+    /// The group this request was moved to for its size, to tell the client.
+    context_fallback: Option<String>,
 }
 
 impl DownstreamExchange {
     pub fn new(config: Rc<DownstreamConfig>) -> Self {
-        DownstreamExchange { config, operation: None, credentials_present: Vec::new() }
+        DownstreamExchange { config, operation: None, credentials_present: Vec::new(), context_fallback: None }
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
@@ -125,17 +133,24 @@ impl DownstreamExchange {
             Ok(b) => b,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let model = match requested_model(operation, &body) {
-            Ok(model) => model,
+        let requested = match inspect(&self.config, operation, &body) {
+            Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
-        let Some(entry) = self.config.model(&model) else {
-            return reply_error(host, &GatewayError::ModelNotFound { model });
-        };
+        let entry = requested.route_to;
+        if entry.id != requested.asked_for {
+            self.context_fallback = Some(entry.id.clone());
+        }
         // Single-header edits, not a whole-map write: only these make Envoy select the
         // route again (by the header just set).
         if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
             return internal_error(host, &e.to_string());
+        }
+        // Streams may have a route of their own (timeouts that suit a stream).
+        if requested.stream {
+            if let Err(e) = host.set_request_header(STREAM_HEADER, "true") {
+                return internal_error(host, &e.to_string());
+            }
         }
         for name in &self.credentials_present {
             if let Err(e) = host.remove_request_header(name) {
@@ -146,23 +161,58 @@ impl DownstreamExchange {
     }
 }
 
-/// Parses and validates a request for its operation, returning the model it asks for.
-fn requested_model(operation: Operation, body: &[u8]) -> Result<String, GatewayError> {
-    let model = match operation {
+/// What the downstream filter needs to know of a valid request to route it.
+struct Requested<'c> {
+    asked_for: String,
+    /// The model group to route to: the one asked for, or a context-window fallback.
+    route_to: &'c ModelEntry,
+    stream: bool,
+}
+
+impl DownstreamExchange {
+    /// The answer on its way to the client, whichever attempt produced it.
+    pub fn on_response_headers(&mut self, host: &dyn Host) -> Flow {
+        // A provider's 429 crosses the router as a 503 (so Envoy retries it and counts
+        // it towards the deployment's cooldown); the client gets the 429 back.
+        if let Ok(Some(status)) = host.response_header(STATUS_HEADER) {
+            let valid = status.parse::<u16>().is_ok_and(|s| (400..600).contains(&s));
+            let result = if valid { host.set_response_header(":status", &status) } else { Ok(()) }
+                .and_then(|()| host.remove_response_header(STATUS_HEADER));
+            if let Err(e) = result {
+                log::error!("downstream filter: could not restore the provider's status: {e}");
+            }
+        }
+        if let Some(group) = &self.context_fallback {
+            let _ = host.set_response_header(CONTEXT_FALLBACK_HEADER, group);
+        }
+        Flow::Continue
+    }
+}
+
+/// Parses and validates a request for its operation and picks its model group.
+fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) -> Result<Requested<'c>, GatewayError> {
+    // Input tokens are only estimated for groups with a known context window.
+    let entry_for =
+        |model: &str| config.model(model).ok_or_else(|| GatewayError::ModelNotFound { model: model.into() });
+    let (asked_for, entry, stream, tokens) = match operation {
         Operation::Chat => {
             let req: ChatRequest = parse_request(body)?;
             validate::chat_request(&req)?;
-            req.model.into_owned()
+            let entry = entry_for(&req.model)?;
+            let tokens = entry.context_window.map(|_| tokens::chat(&req));
+            (req.model.into_owned(), entry, req.stream, tokens)
         }
         Operation::Embeddings => {
             let req: EmbeddingsRequest = parse_request(body)?;
             validate::embeddings_request(&req)?;
-            req.model.into_owned()
+            (req.model.to_string(), entry_for(&req.model)?, false, None)
         }
         Operation::Completions => {
             let req: CompletionsRequest = parse_request(body)?;
             validate::completions_request(&req)?;
-            req.model.into_owned()
+            let entry = entry_for(&req.model)?;
+            let tokens = entry.context_window.map(|_| tokens::prompt(req.prompt));
+            (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens)
         }
     };
     // The upstream filter tells operations apart by their defining fields, so a body
@@ -172,7 +222,18 @@ fn requested_model(operation: Operation, body: &[u8]) -> Result<String, GatewayE
         let field = stray.defining_field();
         return Err(GatewayError::invalid(field, format!("Unrecognized request argument supplied: {field}")));
     }
-    Ok(model)
+    let route_to = match tokens {
+        Some(tokens) => config.fitting_model(entry, tokens).map_err(|window| GatewayError::InvalidRequest {
+            message: format!(
+                "This model's maximum context length is {window} tokens, but the request is estimated at {tokens} \
+                 input tokens. Shorten the messages, or configure a context_window_fallback for {asked_for}."
+            ),
+            param: Some("messages".into()),
+            code: "context_length_exceeded",
+        })?,
+        None => entry,
+    };
+    Ok(Requested { asked_for, route_to, stream })
 }
 
 fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {

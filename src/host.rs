@@ -36,6 +36,8 @@ pub trait Host {
     /// All request headers. Values that are not UTF-8 are converted lossily; the
     /// filter only interprets ASCII headers.
     fn request_headers(&self) -> HostResult<Headers>;
+    /// One request header's value (one read, where the whole map is not needed).
+    fn request_header(&self, name: &str) -> HostResult<Option<String>>;
     /// Sets one request header. In the downstream filter this makes Envoy pick the
     /// route again (a whole-map write would not).
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()>;
@@ -55,6 +57,9 @@ pub trait Host {
     /// An environment variable the VM was given (`host_env_keys`).
     fn env(&self, name: &str) -> Option<String>;
     fn now_unix(&self) -> u64;
+    /// Adds one to the counter `name` (an Envoy stat, `wasmcustom.<name>`). Counting
+    /// never fails a request: a failing host call is logged and ignored.
+    fn count(&self, name: &str);
 }
 
 #[cfg(test)]
@@ -80,6 +85,7 @@ mod fake {
         pub now: u64,
         /// Header reads (whole maps or single values): the expensive host calls.
         pub header_reads: std::cell::Cell<usize>,
+        pub counters: RefCell<BTreeMap<String, u64>>,
     }
 
     impl FakeHost {
@@ -114,6 +120,10 @@ mod fake {
         fn request_headers(&self) -> HostResult<Headers> {
             self.header_reads.set(self.header_reads.get() + 1);
             Ok(Headers::new(self.request_headers.borrow().clone()))
+        }
+        fn request_header(&self, name: &str) -> HostResult<Option<String>> {
+            self.header_reads.set(self.header_reads.get() + 1);
+            Ok(FakeHost::request_header(self, name))
         }
         fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
             let mut headers = self.request_headers.borrow_mut();
@@ -168,6 +178,9 @@ mod fake {
         }
         fn now_unix(&self) -> u64 {
             self.now
+        }
+        fn count(&self, name: &str) {
+            *self.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
         }
     }
 }

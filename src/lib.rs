@@ -21,6 +21,7 @@ pub mod json;
 pub mod operation;
 pub mod pairs;
 pub mod providers;
+pub mod tokens;
 pub mod upstream;
 pub mod validate;
 

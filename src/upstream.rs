@@ -14,6 +14,20 @@ use crate::providers::stream::{StreamContext, StreamTranslator};
 use crate::providers::{canonical_error, RequestContext, RequestFacts, ResponseContext, ResponseHandling};
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
+/// Which deployment answered: its provider and the provider's model name.
+pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
+pub const DEPLOYMENT_MODEL_HEADER: &str = "x-switchyard-model";
+/// How many attempts the answer took (1: the first deployment tried answered).
+pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
+/// A provider's 429 crosses the router as a 503, so that Envoy retries it on another
+/// deployment and counts it towards this one's cooldown (outlier detection counts 5xx
+/// only); this header carries the 429, which the downstream filter gives the client.
+pub const STATUS_HEADER: &str = "x-switchyard-status";
+const RATE_LIMITED: u16 = 429;
+/// Set by the router on every attempt (`include_request_attempt_count`).
+const ATTEMPT_COUNT_HEADER: &str = "x-envoy-attempt-count";
+/// Envoy names each model group's cluster `model.<group>`.
+const CLUSTER_PREFIX: &str = "model.";
 
 /// Every header carrying a key or a provider-specific setting that some adapter sets.
 /// A retry starts from the header map the previous attempt edited, so an attempt to
@@ -34,6 +48,10 @@ pub struct UpstreamExchange {
     response_status: u16,
     handling: ResponseHandling,
     translator: Option<Box<dyn StreamTranslator>>,
+    /// 1 for the first attempt, then one more for each retry or fallback.
+    attempt: u32,
+    /// The provider's model that answers: the deployment's, or the alias passed on.
+    answering_model: String,
 }
 
 impl UpstreamExchange {
@@ -49,6 +67,8 @@ impl UpstreamExchange {
             response_status: 0,
             handling: ResponseHandling::PassThrough,
             translator: None,
+            attempt: 1,
+            answering_model: String::new(),
         }
     }
 
@@ -57,6 +77,11 @@ impl UpstreamExchange {
             Ok(d) => d,
             Err(detail) => return misconfigured(host, detail),
         };
+        self.attempt =
+            host.request_header(ATTEMPT_COUNT_HEADER).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(1);
+        if self.attempt > 1 {
+            count(host, &format!("fallbacks.{}", deployment.endpoint.provider.name()));
+        }
         self.deployment = Some(deployment);
         if end_of_stream {
             return self.on_request_body(host, 0, true);
@@ -119,6 +144,7 @@ impl UpstreamExchange {
                 return misconfigured(host, e.to_string());
             }
         }
+        self.answering_model = endpoint.model.clone().unwrap_or_else(|| self.facts.model.clone());
         self.dropped_params = translated.dropped_params;
         self.stream = translated.stream;
         self.include_usage = translated.include_usage;
@@ -132,13 +158,20 @@ impl UpstreamExchange {
         let endpoint = &deployment.endpoint;
         let status = host.response_header(":status").ok().flatten().and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.response_status = status;
+        if status >= 400 {
+            count(host, &format!("attempt_errors.{}.{status}", endpoint.provider.name()));
+        }
         let adapter = endpoint.provider.adapter();
         self.handling = adapter.response_handling(endpoint, self.operation, status, self.stream);
         match self.handling {
             ResponseHandling::PassThrough => {
-                self.mark_dropped(host);
+                if status == RATE_LIMITED {
+                    set_status(host, status);
+                }
+                self.stamp(host);
                 // Held until complete (not read): headers and body then cross the
                 // filter chains once, which costs less than streaming a short body.
+                // Holding also keeps a failure before the end retryable.
                 return if end_of_stream { Flow::Continue } else { Flow::Pause };
             }
             ResponseHandling::Stream => {
@@ -150,8 +183,10 @@ impl UpstreamExchange {
                     facts: std::mem::take(&mut self.facts),
                 };
                 self.translator = Some(adapter.stream(ctx));
-                // The body is rewritten as it flows: its length is unknown, and the
-                // headers go to the client now, so the first token is not held back.
+                // The body is rewritten as it flows, so its length is unknown. The
+                // headers wait for the first piece of body: until then nothing has
+                // reached the client, and a provider that stalls or fails before its
+                // first byte can still be retried on another deployment.
                 let result = host
                     .remove_response_header("content-length")
                     .and_then(|()| host.set_response_header("content-type", "text/event-stream"))
@@ -159,8 +194,8 @@ impl UpstreamExchange {
                 if let Err(e) = result {
                     log::error!("upstream filter: could not prepare the stream's headers: {e}");
                 }
-                self.mark_dropped(host);
-                return Flow::Continue;
+                self.stamp(host);
+                return if end_of_stream { Flow::Continue } else { Flow::Pause };
             }
             ResponseHandling::Translate => {}
         }
@@ -168,9 +203,10 @@ impl UpstreamExchange {
             // A body-less answer has no body to rewrite; its status still must not be
             // one clients misread (529).
             let (mapped, _, _) = canonical_error(status);
-            if mapped != status {
-                let _ = host.set_response_header(":status", &mapped.to_string());
+            if mapped != status || mapped == RATE_LIMITED {
+                set_status(host, mapped);
             }
+            self.stamp(host);
             return Flow::Continue;
         }
         Flow::Pause
@@ -207,13 +243,13 @@ impl UpstreamExchange {
         let out = endpoint.provider.adapter().response(&ctx, self.operation, self.response_status, &body);
         let result = host
             .set_response_body(body.len(), &out.body)
-            .and_then(|()| host.set_response_header(":status", &out.status.to_string()))
             .and_then(|()| host.set_response_header("content-length", &out.body.len().to_string()))
             .and_then(|()| host.set_response_header("content-type", "application/json"));
         if let Err(e) = result {
             log::error!("upstream filter: could not write the translated response: {e}");
         }
-        self.mark_dropped(host);
+        set_status(host, out.status);
+        self.stamp(host);
         Flow::Continue
     }
 
@@ -240,12 +276,50 @@ impl UpstreamExchange {
         Flow::Continue
     }
 
-    /// Tells the client which of its parameters the provider could not take.
-    fn mark_dropped(&self, host: &dyn Host) {
+    /// Tells the client who answered, after how many attempts, and which of its
+    /// parameters the provider could not take.
+    fn stamp(&self, host: &dyn Host) {
+        let Some(deployment) = &self.deployment else { return };
+        let attempts = self.attempt.to_string();
+        let mut result = host
+            .set_response_header(PROVIDER_HEADER, deployment.endpoint.provider.name())
+            .and_then(|()| host.set_response_header(ATTEMPTS_HEADER, &attempts));
+        if !self.answering_model.is_empty() {
+            result = result.and_then(|()| host.set_response_header(DEPLOYMENT_MODEL_HEADER, &self.answering_model));
+        }
         if !self.dropped_params.is_empty() {
-            let _ = host.set_response_header(DROPPED_PARAMS_HEADER, &self.dropped_params.join(","));
+            result =
+                result.and_then(|()| host.set_response_header(DROPPED_PARAMS_HEADER, &self.dropped_params.join(",")));
+        }
+        if let Err(e) = result {
+            log::error!("upstream filter: could not label the response: {e}");
         }
     }
+}
+
+/// Writes the status the router is to see (see [`STATUS_HEADER`] for 429s).
+fn set_status(host: &dyn Host, status: u16) {
+    let result = if status == RATE_LIMITED {
+        host.set_response_header(":status", "503").and_then(|()| host.set_response_header(STATUS_HEADER, "429"))
+    } else {
+        host.set_response_header(":status", &status.to_string())
+    };
+    if let Err(e) = result {
+        log::error!("upstream filter: could not set the response status: {e}");
+    }
+}
+
+/// Counts `what` for this attempt's model group: `switchyard.<what>.<group>`. The group
+/// goes last because its name may contain dots (`gpt-4.1`); the stats tags in the
+/// shipped config extract provider, status and group from that shape. Only failures
+/// and fallbacks are counted, so the common path pays no host call for it.
+fn count(host: &dyn Host, what: &str) {
+    let cluster = match host.property(&["xds", "cluster_name"]) {
+        Ok(Some(name)) => String::from_utf8_lossy(&name).into_owned(),
+        _ => "unknown".to_string(),
+    };
+    let group = cluster.strip_prefix(CLUSTER_PREFIX).unwrap_or(&cluster);
+    host.count(&format!("switchyard.{what}.{group}"));
 }
 
 /// The chosen endpoint's deployment, from its metadata (one property read: two clusters

@@ -23,6 +23,8 @@ SHIPPED = ROOT / "envoy" / "gateway.yaml"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "switchyard.wasm"
 
 ROUTE_HEADER = "x-switchyard-model"
+STREAM_HEADER = "x-switchyard-stream"
+PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 METADATA_NAMESPACE = "switchyard"
 PRESETS_SOURCE = ROOT / "src" / "providers" / "openai" / "presets.rs"
 
@@ -43,7 +45,7 @@ WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wa
 # bodies are read and rewritten, so they must come uncompressed). The upstream filter
 # relies on this instead of spending a host call per header on every request.
 MUST_REMOVE = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project",
-               ROUTE_HEADER, "x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
+               ROUTE_HEADER, STREAM_HEADER, "x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
 PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -104,6 +106,10 @@ def route_model(route: dict) -> str | None:
     return None
 
 
+def is_stream_route(route: dict) -> bool:
+    return any(h.get("name") == STREAM_HEADER for h in route.get("match", {}).get("headers", []))
+
+
 def cluster(doc: dict, name: str) -> dict:
     for c in doc["static_resources"]["clusters"]:
         if c["name"] == name:
@@ -153,6 +159,10 @@ class Deployment:
     api_base_path: str = ""
     host: str = "127.0.0.1"
     extra: dict = field(default_factory=dict)
+    # Envoy's priority (0 first; higher ones are the fallback chain) and load-balancing
+    # weight within that priority.
+    priority: int = 0
+    weight: int | None = None
 
     def metadata(self) -> dict:
         meta = {"provider": self.provider, "api_base": f"http://{self.host}:{self.port}{self.api_base_path}"}
@@ -170,29 +180,43 @@ class ModelGroup:
     deployments: list[Deployment]
     route_timeout: str = "600s"
     connect_timeout: str = "1s"
+    # Merged over the shipped template: keys of the route action (retry_policy, ...) and
+    # of the cluster (lb_policy, outlier_detection, ...).
+    route: dict = field(default_factory=dict)
+    cluster: dict = field(default_factory=dict)
+    # Merged over the shipped stream route's action (streams have a route of their own).
+    stream_route: dict = field(default_factory=dict)
+    # Downstream model entry fields (context_window, context_window_fallback).
+    model: dict = field(default_factory=dict)
 
 
 def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str] = ()) -> None:
     """Swaps the shipped model groups for `groups`, keeping the shipped listener,
     filters and cluster template, so tests run the configuration users run."""
     template = cluster(doc, "model.demo")
+    template_route = next(r["route"] for r in routes(doc) if route_model(r) == "demo" and not is_stream_route(r))
+    template_stream = next(r for r in routes(doc) if route_model(r) == "demo" and is_stream_route(r))
     clusters, route_list, models = [], [], []
     for g in groups:
         c = copy.deepcopy(template)
         c["name"] = f"model.{g.name}"
         c["connect_timeout"] = g.connect_timeout
-        c["load_assignment"] = {
-            "cluster_name": c["name"],
-            "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": d.host, "port_value": d.port}}},
-                 "metadata": {"filter_metadata": {METADATA_NAMESPACE: d.metadata()}}}
-                for d in g.deployments]}],
-        }
+        c["load_assignment"] = {"cluster_name": c["name"], "endpoints": _localities(g.deployments)}
+        _merge(c, g.cluster)
         clusters.append(c)
-        route_list.append({"name": g.name,
-                           "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": g.name}}]},
-                           "route": {"cluster": c["name"], "timeout": g.route_timeout}})
-        models.append({"id": g.name, "owned_by": "switchyard"})
+        match = {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": g.name}}]}
+        stream = copy.deepcopy(template_stream)
+        stream["name"] = g.name
+        stream["match"]["headers"][0] = copy.deepcopy(match["headers"][0])
+        stream["route"]["cluster"] = c["name"]
+        _merge(stream["route"], g.route)
+        _merge(stream["route"], g.stream_route)
+        action = copy.deepcopy(template_route)
+        action.update(cluster=c["name"], timeout=g.route_timeout)
+        _merge(action, g.route)
+        route_list.append(stream)
+        route_list.append({"name": g.name, "match": match, "route": action})
+        models.append({"id": g.name, "owned_by": "switchyard", **g.model})
     doc["static_resources"]["clusters"] = clusters
     routes(doc)[:] = route_list
     downstream_config(doc)["models"] = models
@@ -200,6 +224,35 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
     for plugin in _wasm_filters(doc):
         env = plugin["vm_config"].setdefault("environment_variables", {}).setdefault("host_env_keys", [])
         env.extend(sorted(k for k in keys if k not in env))
+
+
+def _localities(deployments: list[Deployment]) -> list[dict]:
+    """One locality per priority, in priority order (Envoy requires each priority it
+    uses from 0 up)."""
+    out = []
+    for priority in sorted({d.priority for d in deployments}):
+        lbs = []
+        for d in deployments:
+            if d.priority != priority:
+                continue
+            lb = {"endpoint": {"address": {"socket_address": {"address": d.host, "port_value": d.port}}},
+                  "metadata": {"filter_metadata": {METADATA_NAMESPACE: d.metadata()}}}
+            if d.weight is not None:
+                lb["load_balancing_weight"] = d.weight
+            lbs.append(lb)
+        out.append({"priority": priority, "lb_endpoints": lbs} if priority else {"lb_endpoints": lbs})
+    return out
+
+
+def _merge(base: dict, overrides: dict) -> None:
+    """Deep-merges `overrides` into `base`; a None value deletes the key."""
+    for key, value in overrides.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
 
 
 # --- lint -------------------------------------------------------------------------
@@ -212,16 +265,26 @@ def lint(doc: dict) -> list[str]:
     if MUST_REMOVE - removed:
         problems.append(f"the virtual host must remove {sorted(MUST_REMOVE - removed)} (request_headers_to_remove)")
     served = [m["id"] for m in downstream_config(doc).get("models", [])]
-    routed = {}
+    vhost = _hcm(doc)["route_config"]["virtual_hosts"][0]
+    if not vhost.get("include_request_attempt_count"):
+        problems.append("the virtual host must set include_request_attempt_count (x-switchyard-attempts reads it)")
+    routed, stream_routed, route_actions = {}, {}, {}
     for r in routes(doc):
         model = route_model(r)
         if model is None:
             continue
-        if model in routed:
-            problems.append(f"route for model {model!r} appears twice")
+        table = stream_routed if is_stream_route(r) else routed
+        if model in table:
+            problems.append(f"{'stream ' if table is stream_routed else ''}route for model {model!r} appears twice")
+        if model in routed and table is stream_routed:
+            problems.append(f"the stream route for model {model!r} must come before its other route")
         if r.get("name") != model:
             problems.append(f"route for model {model!r} must be named {model!r} (the access log reports it)")
-        routed[model] = r.get("route", {}).get("cluster")
+        table[model] = r.get("route", {}).get("cluster")
+        route_actions.setdefault(model, []).append(r.get("route", {}))
+    for model, cluster_name in stream_routed.items():
+        if routed.get(model) != cluster_name:
+            problems.append(f"the stream route for {model!r} must go to the same cluster as its other route")
     for model in served:
         if model not in routed:
             problems.append(f"model {model!r} is served by the filter but has no route")
@@ -241,6 +304,16 @@ def lint(doc: dict) -> list[str]:
         c = cluster(doc, cluster_name)
         if not any(f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE for f in _upstream_filters(c)):
             problems.append(f"cluster {cluster_name!r} has no Switchyard upstream filter")
+        priorities = {group.get("priority", 0) for group in c["load_assignment"]["endpoints"]}
+        if len(priorities) > 1:
+            for action in route_actions.get(model, []):
+                retry = action.get("retry_policy", {})
+                if retry.get("retry_priority", {}).get("name") != PREVIOUS_PRIORITIES:
+                    problems.append(f"route for {model!r}: its cluster has fallback priorities, so its retry_policy "
+                                    f"needs retry_priority {PREVIOUS_PRIORITIES} to reach them")
+                elif retry.get("num_retries", 1) < len(priorities) - 1:
+                    problems.append(f"route for {model!r}: num_retries {retry.get('num_retries', 1)} cannot reach all "
+                                    f"{len(priorities)} priorities of its cluster")
         for lb in endpoints(c):
             meta = endpoint_metadata(lb)
             where = f"cluster {cluster_name!r} endpoint {lb['endpoint']['address']['socket_address']}"

@@ -27,6 +27,12 @@ pub struct ModelEntry {
     pub id: String,
     pub owned_by: String,
     pub created: u64,
+    /// The group's context window in tokens (the smallest of its first-choice
+    /// deployments'); absent means unknown, and nothing is checked.
+    pub context_window: Option<u64>,
+    /// Where requests estimated larger than `context_window` go instead; without one
+    /// they are refused with `context_length_exceeded` before any provider is called.
+    pub context_window_fallback: Option<String>,
 }
 
 #[derive(Debug)]
@@ -46,6 +52,26 @@ impl DownstreamConfig {
 
     pub fn models(&self) -> &[ModelEntry] {
         &self.models
+    }
+
+    /// The model a request of `tokens` estimated input tokens should go to, starting at
+    /// `entry`: itself when it fits, else the first fallback along the chain that does.
+    /// `Err` carries the largest window tried when nothing fits.
+    pub fn fitting_model<'a>(&'a self, entry: &'a ModelEntry, tokens: u64) -> Result<&'a ModelEntry, u64> {
+        let mut current = entry;
+        // Windows grow strictly along a chain (checked at configure time), so it ends.
+        for _ in 0..=self.models.len() {
+            match current.context_window {
+                Some(window) if tokens > window => {
+                    match current.context_window_fallback.as_deref().and_then(|id| self.model(id)) {
+                        Some(next) => current = next,
+                        None => return Err(window),
+                    }
+                }
+                _ => return Ok(current),
+            }
+        }
+        Err(current.context_window.unwrap_or(0))
     }
 }
 
@@ -79,6 +105,10 @@ struct RawModel {
     owned_by: Option<String>,
     #[serde(default)]
     created: Option<u64>,
+    #[serde(default)]
+    context_window: Option<u64>,
+    #[serde(default)]
+    context_window_fallback: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,11 +183,31 @@ fn validate_downstream(
             errors.push(format!("models[{i}].id: duplicate model id {:?}", m.id));
             continue;
         }
+        if m.context_window == Some(0) {
+            errors.push(format!("models[{i}].context_window: must be at least 1"));
+        }
+        if m.context_window_fallback.is_some() && m.context_window.is_none() {
+            errors.push(format!("models[{i}].context_window_fallback: needs the model's own context_window"));
+        }
         models.push(ModelEntry {
             id: m.id,
             owned_by: m.owned_by.unwrap_or_else(|| "switchyard".into()),
             created: m.created.unwrap_or(now_unix),
+            context_window: m.context_window,
+            context_window_fallback: m.context_window_fallback,
         });
+    }
+    for m in &models {
+        let Some(target) = &m.context_window_fallback else { continue };
+        match index.get(target).and_then(|&i| models.get(i)) {
+            None => {
+                errors.push(format!("models[{:?}].context_window_fallback: {target:?} is not a served model", m.id))
+            }
+            // Each step must be strictly larger, which also rules out cycles.
+            Some(next) if next.context_window.is_some_and(|w| Some(w) <= m.context_window) => errors
+                .push(format!("models[{:?}].context_window_fallback: {target:?} has no larger context window", m.id)),
+            Some(_) => {}
+        }
     }
     let master_key = match raw.master_key_env {
         None => None,
@@ -287,6 +337,47 @@ mod tests {
         assert!(parse(b"", &no_env, 0).is_err());
         assert!(parse(b"{not json", &no_env, 0).is_err());
         assert!(parse(b"[1]", &no_env, 0).is_err());
+    }
+
+    #[test]
+    fn context_window_fallbacks_follow_the_chain_to_the_first_that_fits() {
+        let doc = json!({"stage": "downstream", "models": [
+            {"id": "small", "context_window": 100, "context_window_fallback": "medium"},
+            {"id": "medium", "context_window": 1000, "context_window_fallback": "large"},
+            {"id": "large"},
+            {"id": "capped", "context_window": 50},
+        ]});
+        let cfg = downstream(doc, &no_env).unwrap();
+        let small = cfg.model("small").unwrap();
+        let cases: [(u64, &str); 4] = [(1, "small"), (100, "small"), (101, "medium"), (5000, "large")];
+        for (tokens, expected) in cases {
+            assert_eq!(cfg.fitting_model(small, tokens).map(|m| m.id.as_str()), Ok(expected), "{tokens}");
+        }
+        let capped = cfg.model("capped").unwrap();
+        assert_eq!(cfg.fitting_model(capped, 50).map(|m| m.id.as_str()), Ok("capped"));
+        assert_eq!(cfg.fitting_model(capped, 51).map(|m| m.id.as_str()), Err(50));
+    }
+
+    #[test]
+    fn context_window_fallbacks_must_exist_and_grow() {
+        let cases = [
+            (json!([{"id": "a", "context_window": 10, "context_window_fallback": "zz"}]), "is not a served model"),
+            (
+                json!([{"id": "a", "context_window": 10, "context_window_fallback": "b"}, {"id": "b", "context_window": 10}]),
+                "has no larger context window",
+            ),
+            (
+                json!([{"id": "a", "context_window": 10, "context_window_fallback": "b"},
+                       {"id": "b", "context_window": 20, "context_window_fallback": "a"}]),
+                "has no larger context window",
+            ),
+            (json!([{"id": "a", "context_window_fallback": "b"}, {"id": "b"}]), "needs the model's own context_window"),
+            (json!([{"id": "a", "context_window": 0}]), "context_window: must be at least 1"),
+        ];
+        for (models, expected) in cases {
+            let errs = downstream(json!({"stage": "downstream", "models": models}), &no_env).unwrap_err();
+            assert!(errs.iter().any(|e| e.contains(expected)), "{models}: {errs:?}");
+        }
     }
 
     #[test]

@@ -173,3 +173,79 @@ proptest! {
         }
     }
 }
+
+fn windowed_config() -> Rc<DownstreamConfig> {
+    let doc = json!({"stage": "downstream", "models": [
+        {"id": "small", "context_window": 50, "context_window_fallback": "large"},
+        {"id": "large", "context_window": 400},
+    ]});
+    match config::parse(doc.to_string().as_bytes(), &|_: &str| None, 0).unwrap() {
+        PluginConfig::Downstream(c) => Rc::new(c),
+        PluginConfig::Upstream(_) => panic!("expected a downstream config"),
+    }
+}
+
+fn chat_of(model: &str, words: usize, stream: bool) -> Vec<u8> {
+    json!({"model": model, "messages": [{"role": "user", "content": "word ".repeat(words)}], "stream": stream})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn requests_too_large_for_their_model_go_to_its_context_window_fallback() {
+    // "word " is 5 ASCII characters: 4 words come to 5 tokens, plus 4 per message.
+    let cases: [(usize, &str); 3] = [(4, "small"), (36, "small"), (37, "large")];
+    for (words, expected) in cases {
+        let cfg = windowed_config();
+        let (host, flow) = run(Rc::clone(&cfg), "POST", "/v1/chat/completions", &[], &chat_of("small", words, false));
+        assert_eq!(flow, Flow::Continue, "{words}");
+        assert_eq!(host.request_header(ROUTE_HEADER).as_deref(), Some(expected), "{words} words");
+    }
+    // The client learns of the move on the way back.
+    let host = FakeHost::with_request(
+        &[(":method", "POST"), (":path", "/v1/chat/completions")],
+        &chat_of("small", 100, false),
+    );
+    let mut ex = DownstreamExchange::new(windowed_config());
+    ex.on_request_headers(&host, false);
+    let size = host.request_body.borrow().len();
+    assert_eq!(ex.on_request_body(&host, size, true), Flow::Continue);
+    assert_eq!(ex.on_response_headers(&host), Flow::Continue);
+    assert_eq!(host.response_header_value(CONTEXT_FALLBACK_HEADER).as_deref(), Some("large"));
+}
+
+#[test]
+fn requests_too_large_for_every_model_in_the_chain_are_refused_before_any_provider() {
+    let (host, _) = run(windowed_config(), "POST", "/v1/chat/completions", &[], &chat_of("small", 1000, false));
+    let (status, body) = host.reply().expect("a local reply");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert_eq!(body["error"]["param"], "messages");
+    assert!(body["error"]["message"].as_str().unwrap().contains("400 tokens"), "{body}");
+    assert_eq!(host.request_header(ROUTE_HEADER), None);
+}
+
+#[test]
+fn streams_are_marked_for_their_own_route() {
+    let (host, _) = run(windowed_config(), "POST", "/v1/chat/completions", &[], &chat_of("large", 1, true));
+    assert_eq!(host.request_header(STREAM_HEADER).as_deref(), Some("true"));
+    let (host, _) = run(windowed_config(), "POST", "/v1/chat/completions", &[], &chat_of("large", 1, false));
+    assert_eq!(host.request_header(STREAM_HEADER), None);
+}
+
+#[test]
+fn a_providers_rate_limit_reaches_the_client_as_429() {
+    let cases: [(&str, &str); 3] = [("429", "429"), ("nonsense", "503"), ("200", "503")];
+    for (marker, expected) in cases {
+        let host = FakeHost::default();
+        *host.response_headers.borrow_mut() =
+            vec![(":status".into(), "503".into()), (crate::upstream::STATUS_HEADER.into(), marker.into())];
+        DownstreamExchange::new(config(None)).on_response_headers(&host);
+        assert_eq!(host.response_header_value(":status").as_deref(), Some(expected), "{marker}");
+        assert_eq!(
+            host.response_header_value(crate::upstream::STATUS_HEADER),
+            None,
+            "the marker never reaches clients"
+        );
+    }
+}

@@ -102,7 +102,11 @@ fn response_is_translated_and_dropped_params_reported() {
     assert_eq!(host.response_header_value("content-length").unwrap(), host.response_body.borrow().len().to_string());
     assert_eq!(host.response_header_value("content-type").as_deref(), Some("application/json"));
     assert_eq!(host.response_header_value(DROPPED_PARAMS_HEADER).as_deref(), Some("seed"));
-    assert_eq!(host.header_reads(), 1, "only the response status is read");
+    assert_eq!(host.header_reads(), 2, "only the attempt count and the response status are read");
+    assert_eq!(host.response_header_value(PROVIDER_HEADER).as_deref(), Some("anthropic"));
+    assert_eq!(host.response_header_value(DEPLOYMENT_MODEL_HEADER).as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(host.response_header_value(ATTEMPTS_HEADER).as_deref(), Some("1"));
+    assert!(host.counters.borrow().is_empty(), "a first attempt that succeeds counts nothing");
 }
 
 #[test]
@@ -145,7 +149,9 @@ fn openai_success_passes_through_untouched_and_unread() {
     assert_eq!(ex.on_response_body(&host, 9, false), Flow::Pause);
     assert_eq!(ex.on_response_body(&host, 18, true), Flow::Continue);
     assert_eq!(&*host.response_body.borrow(), b"{\"untouched\":true}");
-    assert_eq!(host.header_reads(), 1, "only the status");
+    assert_eq!(host.header_reads(), 2, "only the attempt count and the status");
+    assert_eq!(host.response_header_value(PROVIDER_HEADER).as_deref(), Some("openai"));
+    assert_eq!(host.response_header_value(DEPLOYMENT_MODEL_HEADER).as_deref(), Some("gpt-4o-mini"));
 }
 
 #[test]
@@ -290,7 +296,8 @@ fn gemini_streams_are_translated_as_they_arrive() {
     let (mut ex, _) = send_request(&host);
     *host.response_headers.borrow_mut() =
         vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())];
-    assert_eq!(ex.on_response_headers(&host, false), Flow::Continue);
+    // Held until the first piece of body: a stall before it stays retryable.
+    assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
     let first = br#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}],"responseId":"r1","modelVersion":"gemini-2.5-flash"}"#;
     *host.response_body.borrow_mut() = [&first[..], b"\r\n\r\n"].concat();
     let size = host.response_body.borrow().len();
@@ -303,4 +310,45 @@ fn gemini_streams_are_translated_as_they_arrive() {
     assert_eq!(ex.on_response_body(&host, size, true), Flow::Continue);
     let out = String::from_utf8(host.response_body.borrow().clone()).unwrap();
     assert!(out.contains(r#""finish_reason":"stop""#) && out.ends_with("data: [DONE]\n\n"), "{out}");
+}
+
+#[test]
+fn later_attempts_are_labelled_and_counted_for_their_group_and_provider() {
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "k")], &chat());
+    host.request_headers.borrow_mut().push(("x-envoy-attempt-count".into(), "3".into()));
+    let mut host = host;
+    host.properties.insert("xds.cluster_name".into(), b"model.gpt-4.1".to_vec());
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    assert_eq!(ex.on_response_headers(&host, true), Flow::Continue);
+    assert_eq!(host.response_header_value(ATTEMPTS_HEADER).as_deref(), Some("3"));
+    assert_eq!(host.counters.borrow().get("switchyard.fallbacks.anthropic.gpt-4.1"), Some(&1));
+}
+
+#[test]
+fn rate_limits_cross_the_router_as_503_and_keep_their_429_for_the_client() {
+    let openai = [("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "KEY")];
+    let anthropic_429 = br#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#;
+    let openai_429 =
+        br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    let cases: [(&[(&str, &str)], &[u8], &str); 2] =
+        [(&anthropic_meta(), anthropic_429, "anthropic"), (&openai, openai_429, "openai")];
+    for (meta, body, provider) in cases {
+        let mut host = host_for(meta, &[("ANTHROPIC_API_KEY", "k"), ("KEY", "k")], &chat());
+        host.properties.insert("xds.cluster_name".into(), b"model.claude".to_vec());
+        let (mut ex, _) = send_request(&host);
+        *host.response_headers.borrow_mut() =
+            vec![(":status".into(), "429".into()), ("retry-after".into(), "7".into())];
+        *host.response_body.borrow_mut() = body.to_vec();
+        assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
+        let size = body.len();
+        assert_eq!(ex.on_response_body(&host, size, true), Flow::Continue);
+        assert_eq!(host.response_header_value(":status").as_deref(), Some("503"), "{provider}");
+        assert_eq!(host.response_header_value(STATUS_HEADER).as_deref(), Some("429"), "{provider}");
+        assert_eq!(host.response_header_value("retry-after").as_deref(), Some("7"), "{provider}");
+        let out: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        assert_eq!(out["error"]["type"], "rate_limit_error", "{provider}: {out}");
+        let counted = format!("switchyard.attempt_errors.{provider}.429.claude");
+        assert_eq!(host.counters.borrow().get(&counted), Some(&1), "{provider}: {:?}", host.counters.borrow());
+    }
 }

@@ -20,10 +20,13 @@ pub const MAP_RESPONSE_HEADERS: u32 = 2;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+const METRIC_COUNTER: u32 = 0;
 
 #[allow(clashing_extern_declarations)]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
@@ -196,4 +199,16 @@ pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -
         )
     };
     check("send_local_response", status)
+}
+
+/// Defines (or looks up: Envoy returns the existing one) the counter called `name`.
+pub fn define_counter(name: &str) -> HostResult<u32> {
+    let mut id = 0u32;
+    let status = unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) };
+    check("define_metric", status).map(|()| id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> HostResult<()> {
+    let status = unsafe { proxy_increment_metric(id, offset) };
+    check("increment_metric", status)
 }

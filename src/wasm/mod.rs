@@ -172,6 +172,9 @@ struct DownstreamHttp(DownstreamExchange);
 impl Context for DownstreamHttp {}
 
 impl HttpContext for DownstreamHttp {
+    fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&WasmHost))
+    }
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "trap-test")]
         trap_if_asked();
@@ -216,6 +219,9 @@ impl Host for WasmHost {
     fn request_headers(&self) -> HostResult<Headers> {
         profile::time(6, || abi::get_map(abi::MAP_REQUEST_HEADERS).map(Headers::new))
     }
+    fn request_header(&self, name: &str) -> HostResult<Option<String>> {
+        profile::time(7, || abi::get_map_value(abi::MAP_REQUEST_HEADERS, name))
+    }
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
         profile::time(8, || abi::replace_map_value(abi::MAP_REQUEST_HEADERS, name, value))
     }
@@ -255,4 +261,28 @@ impl Host for WasmHost {
     fn now_unix(&self) -> u64 {
         now_unix()
     }
+    fn count(&self, name: &str) {
+        let result = COUNTERS.with(|counters| {
+            let mut counters = counters.borrow_mut();
+            let id = match counters.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = abi::define_counter(name)?;
+                    counters.insert(name.to_string(), id);
+                    id
+                }
+            };
+            abi::increment_metric(id, 1)
+        });
+        if let Err(e) = result {
+            log::warn!("switchyard: could not count {name}: {e}");
+        }
+    }
+}
+
+thread_local! {
+    /// Counter ids by name: defining a metric is a host call, incrementing one by id is
+    /// cheaper. One VM per worker thread, so one map per VM.
+    static COUNTERS: std::cell::RefCell<std::collections::BTreeMap<String, u32>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
 }

@@ -123,6 +123,11 @@ def gateway(anthropic_mock, openai_mock, openai_prefixed_mock, gemini_mock, azur
                                                 api_key_env="TEST_ANTHROPIC_KEY",
                                                 extra={"unsupported_params": "reject"})]),
     ]
+    # These groups test translation and error mapping, one attempt each: retries,
+    # fallbacks and cooldowns have their own gateway in test_routing.py.
+    for g in groups:
+        g.route = {"retry_policy": None, **g.route}
+        g.cluster = {"outlier_detection": None, **g.cluster}
     gw = Gateway(groups, env=KEYS)
     yield gw
     gw.stop()

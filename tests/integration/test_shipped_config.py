@@ -32,7 +32,16 @@ def test_shipped_config_passes_envoy_validation(tmp_path):
 def test_lint_catches_inconsistencies():
     doc = gatewayconf.load()
     gatewayconf.downstream_config(doc)["models"].append({"id": "orphan"})
-    gatewayconf.routes(doc).pop(0)
+    gatewayconf.routes(doc)[:] = [r for r in gatewayconf.routes(doc) if gatewayconf.route_model(r) != "demo"]
+    fallback = gatewayconf.cluster(doc, "model.gpt-4o-mini")
+    fallback["load_assignment"]["endpoints"].append({"priority": 1, "lb_endpoints": gatewayconf.endpoints(fallback)})
+    for route in gatewayconf.routes(doc):
+        if gatewayconf.route_model(route) == "gpt-4o-mini":
+            route["route"]["retry_policy"].pop("retry_priority")
+    stream_first = gatewayconf.routes(doc)
+    claude = [i for i, r in enumerate(stream_first) if gatewayconf.route_model(r) == "claude-haiku-4-5"]
+    stream_first[claude[0]], stream_first[claude[1]] = stream_first[claude[1]], stream_first[claude[0]]
+    gatewayconf._hcm(doc)["route_config"]["virtual_hosts"][0].pop("include_request_attempt_count")
     meta = gatewayconf.endpoint_metadata(gatewayconf.endpoints(gatewayconf.cluster(doc, "model.gpt-4.1"))[0])
     meta["provider"] = "nonsense"
     meta["api_key_env"] = "NOT_PASSED_TO_VM"
@@ -43,6 +52,9 @@ def test_lint_catches_inconsistencies():
     assert "provider 'nonsense'" in problems
     assert "NOT_PASSED_TO_VM" in problems
     assert "must remove ['authorization']" in problems
+    assert "route for 'gpt-4o-mini': its cluster has fallback priorities" in problems
+    assert "the stream route for model 'claude-haiku-4-5' must come before its other route" in problems
+    assert "include_request_attempt_count" in problems
 
 
 @pytest.fixture

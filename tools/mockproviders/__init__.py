@@ -23,6 +23,7 @@ from .base import (
     Reply,
     Reset,
     ResetMidBody,
+    StallAfterHeaders,
     StreamEvents,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "Reply",
     "Reset",
     "ResetMidBody",
+    "StallAfterHeaders",
     "StreamEvents",
 ]

@@ -121,8 +121,17 @@ class StreamEvents:
     validate: bool = True
 
 
-Action = Union[Reply, Hang, Reset, ResetMidBody, Delay, Default, StreamEvents]
-_ACTION_TYPES = (Reply, Hang, Reset, ResetMidBody, Delay, Default, StreamEvents)
+@dataclass(frozen=True)
+class StallAfterHeaders:
+    """Send the default reply's status and headers, then nothing for ``seconds`` before its body
+    (a stream that stalls before its first event)."""
+
+    seconds: float
+    validate: bool = True
+
+
+Action = Union[Reply, Hang, Reset, ResetMidBody, Delay, Default, StreamEvents, StallAfterHeaders]
+_ACTION_TYPES = (Reply, Hang, Reset, ResetMidBody, Delay, Default, StreamEvents, StallAfterHeaders)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,6 +149,8 @@ class Response:
     frames: list[bytes] | None = None
     delay: float = 0.0
     then_reset: bool = False
+    # Seconds between the headers and the first byte of body.
+    first_delay: float = 0.0
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: Mapping[str, str], indent: int | None = None) -> Response:
@@ -219,6 +230,7 @@ class MockServer:
         self._requests: list[RecordedRequest] = []
         self._rejections: list[tuple[int, Any]] = []
         self._actions: deque[Action] = deque()
+        self._standing: Action | None = None  # what an empty queue means instead of Default()
         self._connections: set[socket.socket] = set()
         self._closing = threading.Event()  # wakes every Hang/Delay/stream pause when set
         self._closed = False
@@ -261,11 +273,20 @@ class MockServer:
         with self._lock:
             self._actions.extend(actions)
 
+    def always(self, action: Action | None) -> None:
+        """Perform ``action`` for every request the queue has nothing for (an outage), until
+        ``always(None)`` or ``reset()``."""
+        if action is not None and not isinstance(action, _ACTION_TYPES):
+            raise TypeError(f"not a mock action: {action!r}")
+        with self._lock:
+            self._standing = action
+
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
             self._rejections.clear()
             self._actions.clear()
+            self._standing = None
 
     def close(self) -> None:
         with self._lock:
@@ -312,7 +333,7 @@ class MockServer:
         headers = self.common_headers(request_id)
         with self._lock:
             self._requests.append(request)
-            action = self._actions.popleft() if self._actions else Default()
+            action = self._actions.popleft() if self._actions else (self._standing or Default())
         try:
             if action.validate:
                 try:
@@ -344,6 +365,10 @@ class MockServer:
             handler.reset()
         elif isinstance(action, ResetMidBody):
             handler.send_truncated(self.default_response(request, request_id))
+        elif isinstance(action, StallAfterHeaders):
+            response = self.default_response(request, request_id)
+            response.first_delay = action.seconds
+            handler.send(response)
         elif isinstance(action, Delay) and self._closing.wait(action.seconds):
             handler.reset()  # closed while delaying: the reply would never be read anyway
         else:  # Default, or a Delay that ran its course
@@ -458,6 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if response.frames is None:
                 self._start(response, len(response.body))
+                if not self._stall(response.first_delay):
+                    return
                 if self.command != "HEAD":  # a HEAD reply announces the body without sending it
                     self.wfile.write(response.body)
             else:
@@ -475,8 +502,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-length", str(content_length))
         self.end_headers()
 
+    def _stall(self, seconds: float) -> bool:
+        """Waits ``seconds`` after the headers; False (and the connection reset) if the mock is
+        closing or the peer left meanwhile."""
+        if not seconds:
+            return True
+        self.wfile.flush()
+        if self.server.mock._closing.wait(seconds):
+            self.reset()
+            return False
+        return True
+
     def _send_stream(self, response: Response) -> None:
         self._start(response, None)
+        if not self._stall(response.first_delay):
+            return
         for index, frame in enumerate(f for f in response.frames if f):  # an empty chunk would end the body
             if index and response.delay and self.server.mock._closing.wait(response.delay):
                 self.reset()
