@@ -318,7 +318,13 @@ fn count(host: &dyn Host, what: &str) {
         Ok(Some(name)) => String::from_utf8_lossy(&name).into_owned(),
         _ => "unknown".to_string(),
     };
-    let group = cluster.strip_prefix(CLUSTER_PREFIX).unwrap_or(&cluster);
+    // Stat names take a narrow alphabet; a group id may have more (`org/model:tag`).
+    let group: String = cluster
+        .strip_prefix(CLUSTER_PREFIX)
+        .unwrap_or(&cluster)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect();
     host.count(&format!("switchyard.{what}.{group}"));
 }
 

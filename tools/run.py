@@ -56,7 +56,9 @@ def main() -> int:
 
     envoy = subprocess.Popen(
         [str(ENVOY), "-c", str(config), "--concurrency", os.environ.get("ENVOY_CONCURRENCY", "2"),
-         "--disable-hot-restart", "--log-level", "warning", "--component-log-level", "wasm:info"],
+         "--disable-hot-restart", "--log-level", "warning", "--component-log-level", "wasm:info",
+         # Access-log and cooldown lines appear within a second, not Envoy's default 10 s.
+         "--file-flush-interval-msec", "1000"],
         env=env,
     )
     print(f"Switchyard: OpenAI-compatible API on http://127.0.0.1:{gateway_port}/v1 "

@@ -352,3 +352,13 @@ fn rate_limits_cross_the_router_as_503_and_keep_their_429_for_the_client() {
         assert_eq!(host.counters.borrow().get(&counted), Some(&1), "{provider}: {:?}", host.counters.borrow());
     }
 }
+
+#[test]
+fn group_names_are_made_safe_for_stat_names() {
+    let mut host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "k")], &chat());
+    host.properties.insert("xds.cluster_name".into(), b"model.org/llama:70b".to_vec());
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "500".into())];
+    ex.on_response_headers(&host, true);
+    assert_eq!(host.counters.borrow().get("switchyard.attempt_errors.anthropic.500.org_llama_70b"), Some(&1));
+}
