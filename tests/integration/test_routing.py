@@ -318,6 +318,8 @@ def test_a_failing_deployment_cools_down_and_comes_back(gw, mocks, group, failur
         assert answered_by(r) == ("openai", "gpt-4o-mini", 2), r.text
     mocks["cooled"].always(None)
     assert gw.stats(ejected).get(ejected, 0) == before + 1
+    healthy = f"cluster.model.{group}.endpoint.127.0.0.1_{mocks['cooled'].port}.healthy"
+    assert gw.stats(healthy)[healthy] == 0, "the deployment's own gauge shows its cooldown"
     # Cooling down: the fallback answers at once, without trying the primary.
     seen = len(mocks["cooled"].requests)
     for _ in range(3):
@@ -329,6 +331,7 @@ def test_a_failing_deployment_cools_down_and_comes_back(gw, mocks, group, failur
     while answered_by(ask(gw, group))[0] != "anthropic":
         assert time.monotonic() < deadline, "the deployment never came back"
         time.sleep(0.1)
+    assert gw.stats(healthy)[healthy] == 1
     assert gw.log_records(lambda e: e.get("action") == "EJECT" and e.get("cluster_name") == f"model.{group}")
 
 
