@@ -45,12 +45,6 @@ def zmock(azure_server):
     azure_server.reset()
 
 
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 @pytest.fixture
 def client(zmock):
     with openai.AzureOpenAI(azure_endpoint=zmock.base_url, api_key=KEY, api_version=VERSION, max_retries=0) as sdk:

@@ -48,12 +48,6 @@ def gmock(gemini_server):
     gemini_server.reset()
 
 
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 def post(http, mock, body, method="generateContent", model=MODEL, headers=KEY_HEADERS, query=""):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return http.post(f"{mock.base_url}/v1beta/models/{model}:{method}{query}", content=content,

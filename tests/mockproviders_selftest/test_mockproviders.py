@@ -67,25 +67,6 @@ def amock(anthropic_server):
     anthropic_server.reset()
 
 
-@pytest.fixture(scope="module")
-def openai_server():
-    with OpenAIMock() as mock:
-        yield mock
-
-
-@pytest.fixture
-def omock(openai_server):
-    openai_server.reset()
-    yield openai_server
-    openai_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 def a_body(**overrides) -> dict:
     body = {"model": "claude-sonnet-4-6", "max_tokens": 256, "messages": [{"role": "user", "content": "Hello there"}]}
     body.update(overrides)

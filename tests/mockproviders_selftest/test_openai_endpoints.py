@@ -11,13 +11,12 @@ import json
 import math
 import struct
 
-import httpx
 import openai
 import pytest
 from openai.types import Completion, CreateEmbeddingResponse
 
 from mockproviders import StreamEvents
-from mockproviders.openai import OpenAIMock, openai_error_body, text_completion, text_completion_chunks
+from mockproviders.openai import openai_error_body, text_completion, text_completion_chunks
 
 KEY = "test-openai-key"
 HEADERS = {"authorization": f"Bearer {KEY}"}
@@ -26,25 +25,6 @@ UNPARSABLE = ("We could not parse the JSON body of your request. (HINT: This lik
               "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If "
               "you have trouble figuring out how to fix this, please contact us through our help center at "
               "help.openai.com.)")
-
-
-@pytest.fixture(scope="module")
-def openai_server():
-    with OpenAIMock() as mock:
-        yield mock
-
-
-@pytest.fixture
-def omock(openai_server):
-    openai_server.reset()
-    yield openai_server
-    openai_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=5) as client:
-        yield client
 
 
 def post(http, mock, path, body, headers=HEADERS):
