@@ -194,30 +194,37 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
     // Input tokens are only estimated for groups with a known context window.
     let entry_for =
         |model: &str| config.model(model).ok_or_else(|| GatewayError::ModelNotFound { model: model.into() });
-    let (asked_for, entry, stream, tokens) = match operation {
+    // The upstream filter tells operations apart by their defining fields, so a body
+    // must carry its own and no other (OpenAI rejects such fields as unrecognized too).
+    // Each request type sees the others' fields, so this costs no second parse.
+    let stray = |found: &[(bool, Operation)]| found.iter().find(|(present, _)| *present).map(|(_, op)| *op);
+    let (asked_for, entry, stream, tokens, stray) = match operation {
         Operation::Chat => {
             let req: ChatRequest = parse_request(body)?;
+            let other = |name: &str| req.other.iter().any(|(key, value)| key == name && value.get() != "null");
+            let stray = stray(&[(other("input"), Operation::Embeddings), (other("prompt"), Operation::Completions)]);
             validate::chat_request(&req)?;
             let entry = entry_for(&req.model)?;
             let tokens = entry.context_window.map(|_| tokens::chat(&req));
-            (req.model.into_owned(), entry, req.stream, tokens)
+            (req.model.into_owned(), entry, req.stream, tokens, stray)
         }
         Operation::Embeddings => {
             let req: EmbeddingsRequest = parse_request(body)?;
+            let stray =
+                stray(&[(req.messages.is_some(), Operation::Chat), (req.prompt.is_some(), Operation::Completions)]);
             validate::embeddings_request(&req)?;
-            (req.model.to_string(), entry_for(&req.model)?, false, None)
+            (req.model.to_string(), entry_for(&req.model)?, false, None, stray)
         }
         Operation::Completions => {
             let req: CompletionsRequest = parse_request(body)?;
+            let stray =
+                stray(&[(req.messages.is_some(), Operation::Chat), (req.input.is_some(), Operation::Embeddings)]);
             validate::completions_request(&req)?;
             let entry = entry_for(&req.model)?;
             let tokens = entry.context_window.map(|_| tokens::prompt(req.prompt));
-            (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens)
+            (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens, stray)
         }
     };
-    // The upstream filter tells operations apart by their defining fields, so a body
-    // must carry its own and no other (OpenAI rejects such fields as unrecognized too).
-    let stray = Operation::present(body).unwrap_or_default().into_iter().find(|op| *op != operation);
     if let Some(stray) = stray {
         let field = stray.defining_field();
         return Err(GatewayError::invalid(field, format!("Unrecognized request argument supplied: {field}")));

@@ -85,6 +85,7 @@ mod fake {
         pub now: u64,
         /// Header reads (whole maps or single values): the expensive host calls.
         pub header_reads: std::cell::Cell<usize>,
+        pub request_header_removals: std::cell::Cell<usize>,
         pub counters: RefCell<BTreeMap<String, u64>>,
     }
 
@@ -132,6 +133,7 @@ mod fake {
             Ok(())
         }
         fn remove_request_header(&self, name: &str) -> HostResult<()> {
+            self.request_header_removals.set(self.request_header_removals.get() + 1);
             self.request_headers.borrow_mut().retain(|(k, _)| k != name);
             Ok(())
         }

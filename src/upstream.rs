@@ -3,6 +3,8 @@
 //! and translate the provider's answer back. A retry that lands on another provider
 //! is translated for that provider.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::UpstreamConfig;
@@ -31,15 +33,18 @@ const CLUSTER_PREFIX: &str = "model.";
 
 /// Every header carrying a key or a provider-specific setting that some adapter sets.
 /// A retry starts from the header map the previous attempt edited, so an attempt to
-/// another provider must not inherit (say) an Anthropic key or version header; and a
-/// client's own key must never travel (the route's `request_headers_to_remove` and the
-/// downstream filter strip it too, along with addresses and the routing header).
+/// another provider must not inherit (say) an Anthropic key or version header. The
+/// first attempt's map has none of them: the route's `request_headers_to_remove`
+/// strips them all from the client's request (the config lint insists), and the
+/// downstream filter strips client credentials too. So only retries pay for removing
+/// them, one host call each.
 const PROVIDER_HEADERS: [&str; 6] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta"];
 
 pub struct UpstreamExchange {
     config: Rc<UpstreamConfig>,
-    deployment: Option<Deployment>,
+    deployments: Rc<DeploymentCache>,
+    deployment: Option<Rc<Deployment>>,
     operation: Operation,
     facts: RequestFacts,
     dropped_params: Vec<String>,
@@ -55,9 +60,10 @@ pub struct UpstreamExchange {
 }
 
 impl UpstreamExchange {
-    pub fn new(config: Rc<UpstreamConfig>) -> Self {
+    pub fn new(config: Rc<UpstreamConfig>, deployments: Rc<DeploymentCache>) -> Self {
         UpstreamExchange {
             config,
+            deployments,
             deployment: None,
             operation: Operation::Chat,
             facts: RequestFacts::default(),
@@ -73,7 +79,7 @@ impl UpstreamExchange {
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
-        let deployment = match deployment(host) {
+        let deployment = match self.deployments.get(host) {
             Ok(d) => d,
             Err(detail) => return misconfigured(host, detail),
         };
@@ -126,7 +132,9 @@ impl UpstreamExchange {
         let ours = |name: &str| {
             auth.as_ref().is_some_and(|(n, _)| *n == name) || translated.headers.iter().any(|(n, _)| *n == name)
         };
-        writes.extend(PROVIDER_HEADERS.into_iter().filter(|name| !ours(name)).map(|name| (name, None)));
+        if self.attempt > 1 {
+            writes.extend(PROVIDER_HEADERS.into_iter().filter(|name| !ours(name)).map(|name| (name, None)));
+        }
         let content_length = content_length.to_string();
         writes.push((":path", Some(&translated.path)));
         writes.push((":authority", Some(&endpoint.authority)));
@@ -328,17 +336,45 @@ fn count(host: &dyn Host, what: &str) {
     host.count(&format!("switchyard.{what}.{group}"));
 }
 
-/// The chosen endpoint's deployment, from its metadata (one property read: two clusters
-/// may share an address with different settings, so there is no cheaper key to cache
-/// by).
-fn deployment(host: &dyn Host) -> Result<Deployment, String> {
-    let path = ["xds", "upstream_host_metadata", "filter_metadata", METADATA_NAMESPACE];
-    let endpoint = match host.property(&path) {
-        Ok(Some(bytes)) => Endpoint::from_metadata(&bytes),
-        Ok(None) => Err("the endpoint has no switchyard metadata".to_string()),
-        Err(e) => Err(e.to_string()),
+/// The deployments one upstream filter (one cluster) has served, by their endpoint
+/// metadata as Envoy hands it over: each endpoint's metadata is parsed and its key
+/// looked up once per VM instead of once per attempt. The metadata bytes are the key
+/// because nothing cheaper identifies an endpoint (two deployments of one group may
+/// share an address, with different keys or models); reading them is one host call
+/// either way. A VM's environment is fixed when it starts, so a cached key cannot go
+/// stale, and new metadata (an EDS update) is a new entry.
+#[derive(Default)]
+pub struct DeploymentCache(RefCell<HashMap<Vec<u8>, Rc<Deployment>>>);
+
+/// More distinct endpoints than any cluster has; reached only through endpoint churn,
+/// which then starts the cache afresh instead of growing it without bound.
+const DEPLOYMENT_CACHE_LIMIT: usize = 1024;
+
+impl DeploymentCache {
+    /// The chosen endpoint's deployment. Misconfigured endpoints are not cached: their
+    /// error is logged and answered on every attempt.
+    fn get(&self, host: &dyn Host) -> Result<Rc<Deployment>, String> {
+        let path = ["xds", "upstream_host_metadata", "filter_metadata", METADATA_NAMESPACE];
+        let bytes = match host.property(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(misconfigured_detail("the endpoint has no switchyard metadata")),
+            Err(e) => return Err(misconfigured_detail(&e.to_string())),
+        };
+        if let Some(known) = self.0.borrow().get(&bytes) {
+            return Ok(Rc::clone(known));
+        }
+        let deployment = Rc::new(deployment(host, &bytes)?);
+        let mut cache = self.0.borrow_mut();
+        if cache.len() >= DEPLOYMENT_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(bytes, Rc::clone(&deployment));
+        Ok(deployment)
     }
-    .map_err(|detail| format!("the selected deployment is misconfigured: {detail}"))?;
+}
+
+fn deployment(host: &dyn Host, metadata: &[u8]) -> Result<Deployment, String> {
+    let endpoint = Endpoint::from_metadata(metadata).map_err(|detail| misconfigured_detail(&detail))?;
     let api_key = match &endpoint.api_key_env {
         Some(var) => Some(host.env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
             format!("the {} deployment's API key variable {var} is not set", endpoint.provider.name())
@@ -346,6 +382,10 @@ fn deployment(host: &dyn Host) -> Result<Deployment, String> {
         None => None,
     };
     Ok(Deployment { endpoint, api_key })
+}
+
+fn misconfigured_detail(detail: &str) -> String {
+    format!("the selected deployment is misconfigured: {detail}")
 }
 
 fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {

@@ -41,11 +41,14 @@ METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens", "
 PARAM_POLICIES = {"default", "drop", "reject"}
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # Request headers the route table must strip before a request leaves for a provider:
-# client credentials and addresses, the routing header, and accept-encoding (provider
-# bodies are read and rewritten, so they must come uncompressed). The upstream filter
-# relies on this instead of spending a host call per header on every request.
+# client credentials and addresses, provider settings only adapters may set
+# (anthropic-version, anthropic-beta), the routing headers, and accept-encoding
+# (provider bodies are read and rewritten, so they must come uncompressed). The
+# upstream filter relies on this instead of spending a host call per header on every
+# first attempt (src/upstream.rs, PROVIDER_HEADERS).
 MUST_REMOVE = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project",
-               ROUTE_HEADER, STREAM_HEADER, "x-forwarded-for", "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
+               "anthropic-version", "anthropic-beta", ROUTE_HEADER, STREAM_HEADER, "x-forwarded-for",
+               "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
 PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 

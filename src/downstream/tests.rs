@@ -249,3 +249,44 @@ fn a_providers_rate_limit_reaches_the_client_as_429() {
         );
     }
 }
+
+#[test]
+fn a_body_must_carry_its_own_operations_field_and_no_other() {
+    // The upstream filter tells operations apart by these fields (Operation::of_body).
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        ("/v1/chat/completions", json!({"model": "demo", "messages": [{"role": "user", "content": "x"}]}), None),
+        (
+            "/v1/chat/completions",
+            json!({"model": "demo", "messages": [{"role": "user", "content": "x"}], "input": "y"}),
+            Some("input"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "demo", "messages": [{"role": "user", "content": "x"}], "prompt": "y"}),
+            Some("prompt"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "demo", "messages": [{"role": "user", "content": "x"}], "prompt": null}),
+            None,
+        ),
+        ("/v1/embeddings", json!({"model": "demo", "input": "x"}), None),
+        ("/v1/embeddings", json!({"model": "demo", "input": "x", "messages": []}), Some("messages")),
+        ("/v1/embeddings", json!({"model": "demo", "input": "x", "prompt": "y"}), Some("prompt")),
+        ("/v1/completions", json!({"model": "demo", "prompt": "x"}), None),
+        ("/v1/completions", json!({"model": "demo", "prompt": "x", "messages": []}), Some("messages")),
+        ("/v1/completions", json!({"model": "demo", "prompt": "x", "input": "y"}), Some("input")),
+    ];
+    for (path, body, stray) in cases {
+        let body = body.to_string();
+        let (host, flow) = run(config(None), "POST", path, &[], body.as_bytes());
+        match stray {
+            None => assert_eq!((flow, host.reply()), (Flow::Continue, None), "{path} {body}"),
+            Some(field) => {
+                let (status, reply) = host.reply().unwrap_or_else(|| panic!("{path} {body} was accepted"));
+                assert_eq!((status, reply["error"]["param"].as_str()), (400, Some(field)), "{path} {body}: {reply}");
+                assert_eq!(Operation::present(body.as_bytes()).map(|ops| ops.len()), Some(2), "{body}");
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -603,6 +603,11 @@ pub struct EmbeddingsRequest<'a> {
     pub dimensions: Option<u32>,
     #[serde(default, borrow)]
     pub user: Option<Cow<'a, str>>,
+    /// Fields that define other operations; a body must not carry them.
+    #[serde(default)]
+    pub messages: Option<IgnoredAny>,
+    #[serde(default)]
+    pub prompt: Option<IgnoredAny>,
 }
 
 /// `/v1/completions` (legacy): only what the gateway checks; the rest is forwarded.
@@ -616,6 +621,11 @@ pub struct CompletionsRequest<'a> {
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Fields that define other operations; a body must not carry them.
+    #[serde(default)]
+    pub messages: Option<IgnoredAny>,
+    #[serde(default)]
+    pub input: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Serialize)]

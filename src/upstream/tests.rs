@@ -6,6 +6,10 @@ use serde_json::{json, Value};
 
 const METADATA_PATH: &str = "xds.upstream_host_metadata.filter_metadata.switchyard";
 
+/// The request as the first attempt's filter sees it. The route has already removed the
+/// client's credentials (`request_headers_to_remove`, which the config lint enforces and
+/// tests/integration/test_secrets.py proves end to end); a few headers it also removes
+/// are left in to show that the filter spends no host call on them.
 fn host_for(metadata: &[(&str, &str)], env: &[(&str, &str)], body: &Value) -> FakeHost {
     let mut host = FakeHost::with_request(
         &[
@@ -15,9 +19,7 @@ fn host_for(metadata: &[(&str, &str)], env: &[(&str, &str)], body: &Value) -> Fa
             ("content-length", "999"),
             (ROUTE_HEADER, "claude"),
             ("accept-encoding", "gzip"),
-            ("authorization", "Bearer sk-client-should-vanish"),
             ("x-forwarded-for", "203.0.113.9"),
-            ("x-api-key", "sk-client-also-vanishes"),
         ],
         body.to_string().as_bytes(),
     );
@@ -43,7 +45,7 @@ fn chat() -> Value {
 }
 
 fn send_request(host: &FakeHost) -> (UpstreamExchange, Flow) {
-    let mut ex = UpstreamExchange::new(Rc::new(UpstreamConfig::default()));
+    let mut ex = UpstreamExchange::new(Rc::new(UpstreamConfig::default()), Rc::default());
     let flow = ex.on_request_headers(host, false);
     if host.local_reply.borrow().is_some() {
         return (ex, flow);
@@ -64,11 +66,12 @@ fn request_is_translated_for_the_endpoint_provider() {
     assert_eq!(host.request_header(":authority").as_deref(), Some("api.anthropic.com"));
     assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
     assert_eq!(host.request_header("anthropic-version").as_deref(), Some("2023-06-01"));
-    assert_eq!(host.request_header("authorization"), None, "the client's key never travels");
+    assert_eq!(host.request_header("authorization"), None, "Anthropic takes its key in x-api-key only");
     // Left to the route's request_headers_to_remove (enforced by the config lint).
     for kept in [ROUTE_HEADER, "accept-encoding", "x-forwarded-for"] {
         assert!(host.request_header(kept).is_some(), "{kept}");
     }
+    assert_eq!(host.request_header_removals.get(), 0, "a first attempt removes nothing");
     let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
     assert_eq!(body["model"], "claude-sonnet-4-5");
     assert_eq!(body["max_tokens"], 4096);
@@ -188,12 +191,14 @@ fn translation_errors_are_local_replies() {
 
 #[test]
 fn a_retry_to_another_provider_does_not_inherit_the_previous_attempts_headers() {
-    // Envoy hands each attempt the header map the previous attempt edited.
+    // Envoy hands each attempt the header map the previous attempt edited, and counts
+    // the attempts in x-envoy-attempt-count.
     let host =
         host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test"), ("OPENAI_API_KEY", "sk-openai")], &chat());
     send_request(&host);
     assert_eq!(host.request_header("x-api-key").as_deref(), Some("sk-ant-test"));
     let mut retry = host;
+    retry.request_headers.borrow_mut().push((ATTEMPT_COUNT_HEADER.into(), "2".into()));
     retry.properties.insert(
         METADATA_PATH.into(),
         pairs::encode(&[("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "OPENAI_API_KEY")]),
@@ -361,4 +366,43 @@ fn group_names_are_made_safe_for_stat_names() {
     *host.response_headers.borrow_mut() = vec![(":status".into(), "500".into())];
     ex.on_response_headers(&host, true);
     assert_eq!(host.counters.borrow().get("switchyard.attempt_errors.anthropic.500.org_llama_70b"), Some(&1));
+}
+
+#[test]
+fn each_endpoint_is_parsed_once_and_new_metadata_is_a_new_entry() {
+    let cache = DeploymentCache::default();
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
+    let first = cache.get(&host).unwrap();
+    assert!(Rc::ptr_eq(&first, &cache.get(&host).unwrap()), "the second attempt reuses the parsed deployment");
+    assert_eq!(first.api_key.as_deref(), Some("sk-ant-test"));
+
+    // Same address, another model: an endpoint of its own.
+    let mut other_model = anthropic_meta();
+    other_model[1] = ("model", "claude-haiku-4-5");
+    let other = host_for(&other_model, &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
+    let second = cache.get(&other).unwrap();
+    assert!(!Rc::ptr_eq(&first, &second));
+    assert_eq!(second.endpoint.model.as_deref(), Some("claude-haiku-4-5"));
+    assert!(Rc::ptr_eq(&first, &cache.get(&host).unwrap()));
+}
+
+#[test]
+fn a_misconfigured_endpoint_is_not_cached() {
+    let cache = DeploymentCache::default();
+    let mut host = host_for(&anthropic_meta(), &[], &chat());
+    let err = cache.get(&host).err().unwrap();
+    assert!(err.contains("ANTHROPIC_API_KEY is not set"), "{err}");
+    host.env.insert("ANTHROPIC_API_KEY".into(), "sk-ant-test".into());
+    assert_eq!(cache.get(&host).unwrap().api_key.as_deref(), Some("sk-ant-test"));
+}
+
+#[test]
+fn endpoint_churn_does_not_grow_the_cache_without_bound() {
+    let cache = DeploymentCache::default();
+    for n in 0..DEPLOYMENT_CACHE_LIMIT + 10 {
+        let model = format!("model-{n}");
+        let host = host_for(&[("provider", "openai"), ("model", &model)], &[], &chat());
+        assert_eq!(cache.get(&host).unwrap().endpoint.model.as_deref(), Some(model.as_str()));
+        assert!(cache.0.borrow().len() <= DEPLOYMENT_CACHE_LIMIT);
+    }
 }

@@ -13,7 +13,7 @@ use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
 use crate::downstream::DownstreamExchange;
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult};
-use crate::upstream::UpstreamExchange;
+use crate::upstream::{DeploymentCache, UpstreamExchange};
 
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
@@ -43,7 +43,7 @@ impl log::Log for HostLogger {
 
 enum Stage {
     Downstream(Rc<DownstreamConfig>),
-    Upstream(Rc<UpstreamConfig>),
+    Upstream(Rc<UpstreamConfig>, Rc<DeploymentCache>),
 }
 
 struct Root {
@@ -69,7 +69,7 @@ impl RootContext for Root {
                 true
             }
             Ok(PluginConfig::Upstream(c)) => {
-                self.stage = Some(Stage::Upstream(Rc::new(c)));
+                self.stage = Some(Stage::Upstream(Rc::new(c), Rc::default()));
                 true
             }
             Err(errors) => {
@@ -84,7 +84,9 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.stage {
             Some(Stage::Downstream(c)) => Some(Box::new(DownstreamHttp(DownstreamExchange::new(Rc::clone(c))))),
-            Some(Stage::Upstream(c)) => Some(Box::new(UpstreamHttp(UpstreamExchange::new(Rc::clone(c))))),
+            Some(Stage::Upstream(c, deployments)) => {
+                Some(Box::new(UpstreamHttp(UpstreamExchange::new(Rc::clone(c), Rc::clone(deployments)))))
+            }
             None => None,
         }
     }

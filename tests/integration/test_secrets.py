@@ -15,14 +15,20 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def test_client_credentials_are_never_forwarded(gateway, anthropic_mock, openai_mock):
+    # Also provider settings only adapters may set: a client's Anthropic version or beta
+    # flags must not reach Anthropic (the route strips them; the filter spends no call).
     client_headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-api-key": CLIENT_KEY, "api-key": CLIENT_KEY,
-                      "openai-organization": "org-client", "x-goog-api-key": CLIENT_KEY}
+                      "openai-organization": "org-client", "x-goog-api-key": CLIENT_KEY,
+                      "anthropic-version": "1999-01-01", "anthropic-beta": "client-chosen-beta"}
     assert gateway.chat({"model": "claude", "messages": HI}, headers=client_headers).status_code == 200
     assert gateway.chat({"model": "gpt", "messages": HI}, headers=client_headers).status_code == 200
     [to_anthropic] = anthropic_mock.requests
     [to_openai] = openai_mock.requests
     assert to_anthropic.headers["x-api-key"] == ANTHROPIC_KEY
     assert to_openai.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert to_anthropic.headers["anthropic-version"] == "2023-06-01"
+    assert "anthropic-beta" not in to_anthropic.headers
+    assert "anthropic-version" not in to_openai.headers and "anthropic-beta" not in to_openai.headers
     for sent in (to_anthropic, to_openai):
         assert CLIENT_KEY not in repr(sent.headers)
         assert "openai-organization" not in sent.headers and "x-goog-api-key" not in sent.headers
