@@ -12,7 +12,7 @@ WASM    := target/wasm32-wasip1/release/switchyard.wasm
 TRAP_WASM_DIR := target/trap-test
 CARGO   := cargo
 
-.PHONY: run test build build-trap-test build-bench bench bench-cpu bench-tools setup rust-target lint unit integration clean
+.PHONY: run test build build-trap-test build-bench bench bench-cpu bench-profile bench-tools setup rust-target lint unit integration clean
 
 OHA_VERSION     := 1.16.0
 LITELLM_VERSION := 1.106.2
@@ -51,6 +51,13 @@ bench: setup build build-bench bench-tools
 # Quick and steady: Envoy CPU per request, plain vs Switchyard (a minute or two).
 bench-cpu: setup build build-bench bench-tools
 	$(PY) bench/compare.py --cpu
+
+# Where the CPU per request goes: Envoy configs adding Switchyard's parts one at a time,
+# then time per callback and host call inside the VM (builds with --features idle, profile).
+bench-profile: setup build build-bench bench-tools
+	$(CARGO) build --locked --release --target wasm32-wasip1 --features idle --target-dir target/idle
+	$(CARGO) build --locked --release --target wasm32-wasip1 --features profile --target-dir target/profile
+	$(PY) bench/compare.py --profile
 
 bench-tools:
 	test -x .bench/bin/oha || $(CARGO) install oha --version $(OHA_VERSION) --locked --root .bench

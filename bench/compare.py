@@ -8,7 +8,8 @@ Everything talks to one fast Rust mock provider (bench/src/bin/mock_provider.rs)
     Switchyard translated the shipped gateway config, an Anthropic-format deployment
     LiteLLM               the LiteLLM proxy (PyPI, own virtualenv) with an OpenAI-compatible model
 
-each non-streaming and streaming. Per scenario: throughput at saturation (two connection
+each non-streaming and streaming (`make bench-profile` shows where the CPU and memory go:
+see `profile_main`). Per scenario: throughput at saturation (two connection
 counts), latency percentiles at fixed rates with coordinated-omission correction (oha),
 time to first chunk of streams (bench/src/bin/ttft.rs, open loop), proxy CPU time per
 request (/proc, the steadiest figure on a shared machine) and peak RSS. Scenarios
@@ -575,6 +576,137 @@ def cpu_main() -> int:
     return 0
 
 
+PROFILE_WASM = ROOT / "target" / "profile" / "wasm32-wasip1" / "release" / "switchyard.wasm"
+IDLE_WASM = ROOT / "target" / "idle" / "wasm32-wasip1" / "release" / "switchyard.wasm"
+PROFILE_LINE = re.compile(r"profile: (.*)$")
+PROFILE_ENTRY = re.compile(r"([a-z_]+(?: [a-z_]+)*): ([0-9.]+) µs x([0-9]+)")
+CALLBACKS = ["down headers", "down body", "up headers", "up body", "up resp headers", "up resp body",
+             "down resp headers"]
+
+
+def retry_policy_route(sw_doc: dict, cluster: str) -> dict:
+    """A catch-all route to `cluster` with Switchyard's retry policy for chat requests."""
+    chat = next(r for r in gatewayconf.routes(sw_doc)
+                if gatewayconf.route_model(r) == "bench-openai" and not gatewayconf.is_stream_route(r))
+    return {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "600s",
+                                                 "retry_policy": chat["route"]["retry_policy"]}}
+
+
+def profile_ladder(mock_port: int) -> list[tuple[str, dict, str]]:
+    """Envoy configs that add Switchyard's parts one at a time: (name, config, model)."""
+    with_retries = plain_config(mock_port)
+    cluster = gatewayconf.routes(with_retries)[0]["route"]["cluster"]
+    gatewayconf.routes(with_retries)[:] = [retry_policy_route(switchyard_config(mock_port), cluster)]
+    idle = switchyard_config(mock_port)
+    gatewayconf.routes(idle)[:] = [retry_policy_route(idle, cluster)]
+    gatewayconf.set_wasm_path(idle, IDLE_WASM)
+    return [("plain Envoy", plain_config(mock_port), "gpt-4o-mini"),
+            ("+ Switchyard's retry policy", with_retries, "gpt-4o-mini"),
+            ("+ idle Wasm filters", idle, "gpt-4o-mini"),
+            ("Switchyard passthrough", switchyard_config(mock_port), "bench-openai")]
+
+
+def vm_breakdown(log: Path) -> dict[str, tuple[float, float]]:
+    """Per request, from the profile build's log: name -> (µs per call, calls per request).
+    The first report is warm-up and is skipped."""
+    reports = [m.group(1) for m in map(PROFILE_LINE.search, log.read_text().splitlines()) if m][1:]
+    totals: dict[str, list[float]] = {}
+    requests = 0
+    for line in reports:
+        entries = {name: (float(us), int(n)) for name, us, n in PROFILE_ENTRY.findall(line)}
+        requests += entries.get("down headers", (0, 0))[1]
+        for name, (us, n) in entries.items():
+            t = totals.setdefault(name, [0.0, 0])
+            t[0] += us * n
+            t[1] += n
+    if not requests:
+        raise RuntimeError(f"no profile reports in {log}: too few requests for one report (5,000)")
+    return {name: (spent / n if n else 0.0, n / requests) for name, (spent, n) in totals.items()}
+
+
+def profile_main() -> int:
+    """`make bench-profile`: where Switchyard's CPU per request goes. A ladder of Envoy
+    configs at --concurrency 1, interleaved over rounds (plain Envoy, + the retry
+    policy, + idle Wasm filters, Switchyard), then the time inside the VM per callback
+    and per host call, from a build with `--features profile`."""
+    global ENVOY_WORKERS
+    ENVOY_WORKERS = 1
+    for tool in (OHA, ENVOY, BIN / "mock-provider", gatewayconf.WASM, PROFILE_WASM, IDLE_WASM):
+        if not Path(tool).exists():
+            raise SystemExit(f"missing {tool}: run `make bench-profile`, which builds everything first")
+    workdir = Path(tempfile.mkdtemp(prefix="switchyard-bench-profile-"))
+    procs = []
+    try:
+        mock, mock_port = start_mock(workdir)
+        procs.append(mock)
+        cases, admins = [], {}
+        for n, (name, doc, model) in enumerate(profile_ladder(mock_port)):
+            proc, url, admins[name] = start_envoy(doc, workdir, f"ladder{n}")
+            procs.append(proc)
+            cases.append(Scenario(name, url, model, False, proc))
+        bodies = {}
+        for s in cases:
+            path = workdir / f"{s.model}.json"
+            path.write_text(json.dumps(body(s.model, False)))
+            bodies[s.model] = path
+        for n in range(ROUNDS):
+            for s in (cases if n % 2 == 0 else cases[::-1]):
+                s.results.append(measure(s, bodies[s.model], ["-c", "16"], SECONDS))
+        # Memory after the load: the process, and Envoy's heap (tcmalloc) inside it.
+        memory = {s.name: {"rss_kib": memory_kib(s.proc.pid, "VmRSS"),
+                           **{k: int(v) for k, v in httpx.get(admins[s.name] + "/memory", timeout=10).json().items()}}
+                  for s in cases}
+        profiled_doc = switchyard_config(mock_port)
+        gatewayconf.set_wasm_path(profiled_doc, PROFILE_WASM)
+        profiled, url, _ = start_envoy(profiled_doc, workdir, "profiled")
+        procs.append(profiled)
+        measure(Scenario("profiled", url, "bench-openai", False, profiled), bodies["bench-openai"], ["-c", "16"],
+                max(SECONDS, 10))
+        profiled.stop()
+        breakdown = vm_breakdown(workdir / "profiled.log")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+    lines = [f"Envoy CPU per request, --concurrency 1, 16 connections, saturated; {ROUNDS} interleaved rounds of "
+             f"{SECONDS:g} s (median; min in brackets)", ""]
+    previous = None
+    for s in cases:
+        cpu = [r["cpu_us_per_request"] for r in s.results]
+        mid = median(cpu)
+        step = "" if previous is None else f"  {mid - previous:+7.1f}"
+        errors = sum(r["errors"] for r in s.results)
+        lines.append(f"  {s.name:<30} {mid:7.1f} µs ({min(cpu):.1f}){step}{'  errors: ' + str(errors) if errors else ''}")
+        previous = mid
+    lines += ["", "Memory after the load (MiB): process RSS; Envoy's heap: allocated, and physical (with free",
+              "pages and per-CPU caches); the rest of the RSS is code pages and V8's own mappings", ""]
+    base = memory[cases[0].name]
+    for s in cases:
+        m = memory[s.name]
+        grown = "" if s is cases[0] else f"  (RSS {(m['rss_kib'] - base['rss_kib']) / 1024:+.1f})"
+        lines.append(f"  {s.name:<30} RSS {m['rss_kib'] / 1024:6.1f}  heap allocated {m['allocated'] / 2**20:5.1f}, "
+                     f"physical {m['total_physical_bytes'] / 2**20:5.1f}{grown}")
+    lines += ["", "Inside the VM, per request (profile build; wall time, inflated by the timer's own host calls):", ""]
+    in_callbacks = sum(us * calls for name, (us, calls) in breakdown.items() if name in CALLBACKS)
+    for name in CALLBACKS:
+        if name in breakdown:
+            us, calls = breakdown[name]
+            lines.append(f"  callback {name:<22} {us * calls:6.1f} µs  ({calls:.1f} calls × {us:.1f} µs)")
+    in_host = 0.0
+    for name, (us, calls) in sorted(breakdown.items(), key=lambda kv: -kv[1][0] * kv[1][1]):
+        if name not in CALLBACKS:
+            in_host += us * calls
+            lines.append(f"  host call {name:<21} {us * calls:6.1f} µs  ({calls:.1f} calls × {us:.1f} µs)")
+    lines += ["", f"  in callbacks {in_callbacks:.1f} µs: host calls {in_host:.1f} µs, the filter's own work "
+              f"{in_callbacks - in_host:.1f} µs"]
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "profile.txt").write_text(text)
+    print(text)
+    print(f"written to {RESULTS / 'profile.txt'}; logs in {workdir}")
+    return 0
+
+
 def main() -> int:
     for tool in (OHA, ENVOY, BIN / "mock-provider", BIN / "ttft", gatewayconf.WASM):
         if not Path(tool).exists():
@@ -677,4 +809,6 @@ def rerender() -> int:
 if __name__ == "__main__":
     if "--rerender" in sys.argv:
         sys.exit(rerender())
+    if "--profile" in sys.argv:
+        sys.exit(profile_main())
     sys.exit(cpu_main() if "--cpu" in sys.argv else main())

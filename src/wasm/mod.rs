@@ -130,7 +130,7 @@ mod profile {
         "env",
         "now",
         "send_response",
-        "-",
+        "down resp headers",
     ];
 
     thread_local! {
@@ -151,6 +151,7 @@ mod profile {
                 let report: Vec<String> = t
                     .iter()
                     .zip(NAMES)
+                    .filter(|((_, n), _)| *n > 0)
                     .map(|((ns, n), name)| format!("{name}: {:.1} µs x{n}", *ns as f64 / (*n).max(1) as f64 / 1000.0))
                     .collect();
                 log::warn!("profile: {}", report.join(", "));
@@ -169,20 +170,43 @@ mod profile {
     }
 }
 
+/// `--features idle`: every callback holds the message until it is complete, and does
+/// nothing else (no host call, no parse).
+#[cfg(feature = "idle")]
+fn idle(end_of_stream: bool) -> Option<Action> {
+    Some(if end_of_stream { Action::Continue } else { Action::Pause })
+}
+
+#[cfg(not(feature = "idle"))]
+#[inline(always)]
+fn idle(_end_of_stream: bool) -> Option<Action> {
+    None
+}
+
 struct DownstreamHttp(DownstreamExchange);
 
 impl Context for DownstreamHttp {}
 
 impl HttpContext for DownstreamHttp {
     fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
-        action(self.0.on_response_headers(&WasmHost))
+        // The real filter lets the answer through at once, too.
+        if cfg!(feature = "idle") {
+            return Action::Continue;
+        }
+        action(profile::time(17, || self.0.on_response_headers(&WasmHost)))
     }
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         #[cfg(feature = "trap-test")]
         trap_if_asked();
         action(profile::time(0, || self.0.on_request_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         action(profile::time(1, || self.0.on_request_body(&WasmHost, body_size, end_of_stream)))
     }
 }
@@ -201,15 +225,27 @@ impl Context for UpstreamHttp {}
 
 impl HttpContext for UpstreamHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         action(profile::time(2, || self.0.on_request_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         action(profile::time(3, || self.0.on_request_body(&WasmHost, body_size, end_of_stream)))
     }
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         action(profile::time(4, || self.0.on_response_headers(&WasmHost, end_of_stream)))
     }
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(held) = idle(end_of_stream) {
+            return held;
+        }
         action(profile::time(5, || self.0.on_response_body(&WasmHost, body_size, end_of_stream)))
     }
 }
@@ -255,13 +291,13 @@ impl Host for WasmHost {
         profile::time(12, || abi::get_property(path))
     }
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
-        abi::send_local_response(status, headers, body)
+        profile::time(16, || abi::send_local_response(status, headers, body))
     }
     fn env(&self, name: &str) -> Option<String> {
         profile::time(14, || std::env::var(name).ok())
     }
     fn now_unix(&self) -> u64 {
-        now_unix()
+        profile::time(15, now_unix)
     }
     fn count(&self, name: &str) {
         let result = COUNTERS.with(|counters| {
