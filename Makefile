@@ -69,6 +69,8 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 -- -D warnings
+	# The development builds of `make bench-profile` and the trap test, so they never rot.
+	$(CARGO) clippy --locked --release --target wasm32-wasip1 --features profile,idle,trap-test -- -D warnings
 	$(PY) tools/gatewayconf.py envoy/gateway.yaml
 
 unit:
