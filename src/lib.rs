@@ -18,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod host;
 pub mod json;
+pub mod legacy;
 pub mod operation;
 pub mod pairs;
 pub mod providers;

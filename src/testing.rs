@@ -34,6 +34,7 @@ fn key() -> impl Strategy<Value = String> {
             "model", "messages", "role", "content", "type", "text", "image_url", "url", "tool_calls", "id",
             "function", "name", "arguments", "tool_call_id", "tools", "tool_choice", "parameters", "stop",
             "max_tokens", "temperature", "stream", "n", "user", "file", "file_data", "reasoning_effort",
+            "thinking_blocks", "thinking", "signature", "data", "functions", "function_call", "top_k", "top_p",
         ]).prop_map(str::to_string),
         1 => "[a-z_]{1,8}",
     ]
@@ -84,8 +85,15 @@ fn arb_message() -> impl Strategy<Value = Value> {
         arb_content(),
         proptest::option::of(proptest::collection::vec(tool_call, 0..3)),
         proptest::option::of("[a-z0-9_]{0,8}"),
+        proptest::option::of(arb_thinking_blocks()),
+        proptest::option::of(prop_oneof![
+            Just(json!({"name": "f", "arguments": "{}"})),
+            Just(json!({"name": "f", "arguments": "[]"})),
+            arb_json(),
+        ]),
+        proptest::option::of(prop::sample::select(vec!["f", "", "g"])),
     )
-        .prop_map(|(role, content, calls, call_id)| {
+        .prop_map(|(role, content, calls, call_id, thinking, function_call, name)| {
             let mut m = Map::new();
             m.insert("role".into(), json!(role));
             m.insert("content".into(), content);
@@ -95,9 +103,42 @@ fn arb_message() -> impl Strategy<Value = Value> {
             if let Some(id) = call_id {
                 m.insert("tool_call_id".into(), json!(id));
             }
+            if let Some(blocks) = thinking {
+                m.insert("thinking_blocks".into(), blocks);
+            }
+            if let Some(call) = function_call {
+                m.insert("function_call".into(), call);
+            }
+            if let Some(name) = name {
+                m.insert("name".into(), json!(name));
+            }
             Value::Object(m)
         })
 }
+
+fn arb_thinking_blocks() -> impl Strategy<Value = Value> {
+    let block = prop_oneof![
+        ".{0,8}".prop_map(|t| json!({"type": "thinking", "thinking": t, "signature": "EqQB"})),
+        Just(json!({"type": "thinking", "thinking": "x"})),
+        Just(json!({"type": "redacted_thinking", "data": "EmwK", "index": 1})),
+        Just(json!({"type": "other"})),
+        arb_json(),
+    ];
+    prop_oneof![proptest::collection::vec(block, 0..3).prop_map(Value::Array), arb_json()]
+}
+
+/// Models whose per-model rules differ (providers::models), and others.
+const MODELS: [&str; 9] = [
+    "m",
+    "claude-opus-4-7",
+    "claude-sonnet-4-6",
+    "claude-sonnet-4-5",
+    "claude-3-5-haiku-latest",
+    "claude-fable-5-1",
+    "gemini-2.5-pro",
+    "gemini-3-pro-preview",
+    "o3-mini",
+];
 
 /// Chat requests close to valid: the right skeleton with arbitrary variations.
 pub fn arb_chat_request() -> impl Strategy<Value = Value> {
@@ -113,9 +154,32 @@ pub fn arb_chat_request() -> impl Strategy<Value = Value> {
         proptest::option::of(prop::sample::select(vec!["low", "medium", "high", "none", "weird"])),
         proptest::option::of(prop_oneof![Just(json!("x")), Just(json!(["\n", "y"])), Just(json!([]))]),
         any::<bool>(),
+        (
+            prop::sample::select(MODELS.to_vec()),
+            proptest::option::of(0.0f64..2.5),
+            proptest::option::of(0.0f64..1.0),
+            proptest::option::of(0u32..100),
+            proptest::option::of(prop_oneof![Just(json!("auto")), Just(json!("none")), Just(json!({"name": "f"}))]),
+            any::<bool>(),
+        ),
     )
-        .prop_map(|(messages, max_tokens, tool_choice, effort, stop, tools)| {
-            let mut req = json!({"model": "m", "messages": messages});
+        .prop_map(|(messages, max_tokens, tool_choice, effort, stop, tools, extra)| {
+            let (model, temperature, top_p, top_k, function_call, functions) = extra;
+            let mut req = json!({"model": model, "messages": messages});
+            for (name, value) in [("temperature", temperature), ("top_p", top_p)] {
+                if let Some(v) = value {
+                    req[name] = json!(v);
+                }
+            }
+            if let Some(k) = top_k {
+                req["top_k"] = json!(k);
+            }
+            if let Some(choice) = function_call {
+                req["function_call"] = choice;
+            }
+            if functions {
+                req["functions"] = json!([{"name": "f", "parameters": {"type": "object"}}]);
+            }
             if let Some(n) = max_tokens {
                 req["max_tokens"] = json!(n);
             }

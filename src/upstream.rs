@@ -16,6 +16,8 @@ use crate::providers::stream::{StreamContext, StreamTranslator};
 use crate::providers::{canonical_error, RequestContext, RequestFacts, ResponseContext, ResponseHandling};
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
+/// Parameters sent with another value than the client's, as `param=value`.
+pub const ADJUSTED_PARAMS_HEADER: &str = "x-switchyard-adjusted-params";
 /// Which deployment answered: its provider and the provider's model name.
 pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
 pub const DEPLOYMENT_MODEL_HEADER: &str = "x-switchyard-model";
@@ -48,6 +50,7 @@ pub struct UpstreamExchange {
     operation: Operation,
     facts: RequestFacts,
     dropped_params: Vec<String>,
+    adjusted_params: Vec<String>,
     stream: bool,
     include_usage: bool,
     response_status: u16,
@@ -68,6 +71,7 @@ impl UpstreamExchange {
             operation: Operation::Chat,
             facts: RequestFacts::default(),
             dropped_params: Vec::new(),
+            adjusted_params: Vec::new(),
             stream: false,
             include_usage: false,
             response_status: 0,
@@ -154,6 +158,7 @@ impl UpstreamExchange {
         }
         self.answering_model = endpoint.model.clone().unwrap_or_else(|| self.facts.model.clone());
         self.dropped_params = translated.dropped_params;
+        self.adjusted_params = translated.adjusted_params;
         self.stream = translated.stream;
         self.include_usage = translated.include_usage;
         Flow::Continue
@@ -298,6 +303,10 @@ impl UpstreamExchange {
         if !self.dropped_params.is_empty() {
             result =
                 result.and_then(|()| host.set_response_header(DROPPED_PARAMS_HEADER, &self.dropped_params.join(",")));
+        }
+        if !self.adjusted_params.is_empty() {
+            result =
+                result.and_then(|()| host.set_response_header(ADJUSTED_PARAMS_HEADER, &self.adjusted_params.join(",")));
         }
         if let Err(e) = result {
             log::error!("upstream filter: could not label the response: {e}");

@@ -35,6 +35,16 @@ pub fn chat_request(req: &ChatRequest) -> Result<(), GatewayError> {
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
         ));
     }
+    for (i, function) in req.functions.iter().flatten().enumerate() {
+        if !valid_function_name(&function.name) {
+            return Err(GatewayError::invalid(
+                format!("functions[{i}].name"),
+                format!(
+                    "Invalid 'functions[{i}].name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]{{1,64}}$'."
+                ),
+            ));
+        }
+    }
     for (i, tool) in req.tools.iter().flatten().enumerate() {
         if tool.kind != "function" {
             return Err(GatewayError::invalid(
@@ -109,7 +119,7 @@ fn message_rules(i: usize, message: &crate::schema::openai::Message) -> Result<(
         Role::User => &[PartKind::Text, PartKind::ImageUrl, PartKind::InputAudio, PartKind::File],
         Role::Assistant => &[PartKind::Text, PartKind::Refusal],
     };
-    let has_tool_calls = message.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+    let has_tool_calls = message.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || message.function_call.is_some();
     match (&message.content, message.role) {
         (None, Role::Assistant) if has_tool_calls => {}
         (None, _) => return Err(missing(format!("messages[{i}].content"))),
@@ -149,6 +159,34 @@ fn message_rules(i: usize, message: &crate::schema::openai::Message) -> Result<(
     if message.role == Role::Tool && message.tool_call_id.as_deref().is_none_or(str::is_empty) {
         return Err(missing(format!("messages[{i}].tool_call_id")));
     }
+    if message.role == Role::Function && message.name.as_deref().is_none_or(str::is_empty) {
+        return Err(missing(format!("messages[{i}].name")));
+    }
+    for field in ["function_call", "thinking_blocks"] {
+        let present = match field {
+            "function_call" => message.function_call.is_some(),
+            _ => message.thinking_blocks.is_some(),
+        };
+        if present && message.role != Role::Assistant {
+            return Err(GatewayError::invalid(
+                format!("messages[{i}].{field}"),
+                format!(
+                    "Invalid parameter: '{field}' is only allowed in messages with role 'assistant', not {:?}.",
+                    message.role
+                ),
+            ));
+        }
+    }
+    for (j, block) in message.thinking_blocks.iter().flatten().enumerate() {
+        let complete = match block.kind.as_ref() {
+            "thinking" => block.thinking.is_some() && block.signature.is_some(),
+            "redacted_thinking" => block.data.is_some(),
+            _ => false,
+        };
+        if !complete {
+            return Err(invalid_thinking_block(i, j));
+        }
+    }
     if message.role != Role::Assistant && message.tool_calls.is_some() {
         return Err(GatewayError::invalid(
             format!("messages[{i}].tool_calls"),
@@ -170,6 +208,14 @@ fn message_rules(i: usize, message: &crate::schema::openai::Message) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A `thinking_blocks` entry that is not one the gateway returned.
+pub fn invalid_thinking_block(i: usize, j: usize) -> GatewayError {
+    GatewayError::invalid(
+        format!("messages[{i}].thinking_blocks[{j}]"),
+        format!("Invalid 'messages[{i}].thinking_blocks[{j}]': expected {{\"type\": \"thinking\", \"thinking\": …, \"signature\": …}} or {{\"type\": \"redacted_thinking\", \"data\": …}}, as the gateway returned it."),
+    )
 }
 
 fn missing(param: String) -> GatewayError {

@@ -115,12 +115,16 @@ fn run_requests(provider: &str) -> (usize, Vec<String>) {
                     Some(b) => serde_json::from_slice::<Value>(b).expect("adapter produced invalid JSON"),
                     None => json!("<client body unchanged>"),
                 };
-                json!({
+                let mut out = json!({
                     "path": req.path,
                     "headers": req.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
                     "dropped_params": req.dropped_params,
                     "body": body,
-                })
+                });
+                if !req.adjusted_params.is_empty() {
+                    out["adjusted_params"] = json!(req.adjusted_params);
+                }
+                out
             }
             Err(err) => json!({
                 "error": {"status": err.status(), "body": serde_json::from_slice::<Value>(&err.body()).unwrap()}
@@ -173,6 +177,7 @@ fn facts(settings: Option<&Value>) -> RequestFacts {
         base64_embeddings: get("base64_embeddings").and_then(Value::as_bool).unwrap_or(false),
         input_chars: get("input_chars").and_then(Value::as_u64).unwrap_or(0) as usize,
         json_tool: get("json_tool").and_then(Value::as_bool).unwrap_or(false),
+        legacy_functions: get("legacy_functions").and_then(Value::as_bool).unwrap_or(false),
     }
 }
 

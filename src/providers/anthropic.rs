@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use super::models::{self, ModelRules, Reasoning, Sampling};
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
     handling_for, parse_data_url, provider_error, tool_arguments, unsupported_operation, ErrorDetails, Impact,
@@ -17,15 +18,17 @@ use super::{
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::json::{compact, parse_request};
+use crate::legacy;
 use crate::operation::Operation;
 use crate::schema::anthropic::{
     AnyObjectSchema, Block, EmptyObjectSchema, ErrorDetail, ErrorResponse, InputSchema, MessagesRequest,
-    MessagesResponse, Metadata, Source, TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn, TurnRole,
-    Usage as AUsage,
+    MessagesResponse, Metadata, OutputConfig, Source, TextBlock, Thinking, ToolChoice as AToolChoice, ToolDef, Turn,
+    TurnRole, Usage as AUsage,
 };
 use crate::schema::openai::{
     ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FinishReason, FunctionOut,
-    Message, PartKind, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCallOut, ToolChoice, Usage,
+    Message, PartKind, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ThinkingBlockOut, ToolCallOut,
+    ToolChoice, Usage,
 };
 
 pub struct Anthropic;
@@ -46,9 +49,10 @@ impl ProviderAdapter for Anthropic {
         if op != Operation::Chat {
             return Err(unsupported_operation(NAME, op));
         }
-        let req: ChatRequest = parse_request(body)?;
-        let mut dropped = Vec::new();
-        let out = build_request(&req, ctx, &mut dropped)?;
+        let mut req: ChatRequest = parse_request(body)?;
+        facts.legacy_functions = legacy::normalize(&mut req);
+        let mut report = Report::default();
+        let out = build_request(&req, ctx, facts.legacy_functions, &mut report)?;
         facts.model = req.model.to_string();
         facts.json_tool = out.tools.iter().any(|t| t.name == JSON_TOOL) && !req_declares(&req, JSON_TOOL);
         let body = serde_json::to_vec(&out).map_err(|e| GatewayError::Misconfigured {
@@ -58,7 +62,8 @@ impl ProviderAdapter for Anthropic {
             path: format!("{}/v1/messages", ctx.endpoint.base_path),
             body: Some(body),
             headers: vec![("anthropic-version", ctx.config.anthropic_version.clone())],
-            dropped_params: dropped,
+            dropped_params: report.dropped,
+            adjusted_params: report.adjusted,
             stream: req.stream,
             include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         })
@@ -92,26 +97,150 @@ fn req_declares(req: &ChatRequest, name: &str) -> bool {
     req.tools.iter().flatten().filter_map(|t| t.function.as_ref()).any(|f| f.name == name)
 }
 
-/// Thinking budgets per `reasoning_effort`, the values LiteLLM uses.
-fn thinking_budget(effort: &str) -> Result<Option<u32>, GatewayError> {
-    match effort {
-        "none" | "minimal" => Ok(None),
-        "low" => Ok(Some(1024)),
-        "medium" => Ok(Some(2048)),
-        "high" => Ok(Some(4096)),
-        "xhigh" => Ok(Some(8192)),
-        other => Err(GatewayError::invalid(
-            "reasoning_effort",
-            format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
-        )),
+/// The parameters a request was sent without, or with other values, for the answer's
+/// headers.
+#[derive(Default)]
+struct Report {
+    dropped: Vec<String>,
+    adjusted: Vec<String>,
+}
+
+/// What `reasoning_effort` asks of a Claude model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    /// `none` or `minimal`: no thinking.
+    Off,
+    Low,
+    Medium,
+    High,
+    XHigh,
+}
+
+impl Effort {
+    fn parse(effort: &str) -> Result<Effort, GatewayError> {
+        match effort {
+            "none" | "minimal" => Ok(Effort::Off),
+            "low" => Ok(Effort::Low),
+            "medium" => Ok(Effort::Medium),
+            "high" => Ok(Effort::High),
+            "xhigh" => Ok(Effort::XHigh),
+            other => Err(GatewayError::invalid(
+                "reasoning_effort",
+                format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
+            )),
+        }
+    }
+
+    /// Thinking budgets of the budget form, the values LiteLLM uses.
+    fn budget(self) -> Option<u32> {
+        match self {
+            Effort::Off => None,
+            Effort::Low => Some(1024),
+            Effort::Medium => Some(2048),
+            Effort::High => Some(4096),
+            Effort::XHigh => Some(8192),
+        }
+    }
+
+    /// `output_config.effort` of the adaptive form (Anthropic's levels are low, medium,
+    /// high, xhigh and max).
+    fn level(self) -> Option<&'static str> {
+        match self {
+            Effort::Off => None,
+            Effort::Low => Some("low"),
+            Effort::Medium => Some("medium"),
+            Effort::High => Some("high"),
+            Effort::XHigh => Some("xhigh"),
+        }
+    }
+}
+
+/// How the request will think.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ThinkingPlan {
+    Off,
+    /// The client's `reasoning_effort`, as a budget.
+    Budget(u32),
+    /// The client's `reasoning_effort`, as an adaptive effort level.
+    Adaptive(&'static str),
+    /// The model thinks by itself (it cannot be turned off); nothing is sent.
+    Implicit,
+}
+
+impl ThinkingPlan {
+    /// The client asked for it, so it can be left out when it conflicts.
+    fn requested(self) -> bool {
+        matches!(self, ThinkingPlan::Budget(_) | ThinkingPlan::Adaptive(_))
+    }
+
+    fn active(self) -> bool {
+        self != ThinkingPlan::Off
+    }
+}
+
+/// The thinking the model will do for `effort` (docs/providers/anthropic.md#per-model-rules).
+fn plan_thinking(
+    rules: &ModelRules,
+    effort: Option<Effort>,
+    ctx: &RequestContext,
+    report: &mut Report,
+) -> Result<ThinkingPlan, GatewayError> {
+    let asks = effort.is_some_and(|e| e != Effort::Off);
+    match (rules.reasoning, effort) {
+        (Reasoning::AnthropicBudget, Some(effort)) => {
+            Ok(effort.budget().map_or(ThinkingPlan::Off, ThinkingPlan::Budget))
+        }
+        (Reasoning::AnthropicAdaptive { always_on }, Some(effort)) => match effort.level() {
+            Some(level) => Ok(ThinkingPlan::Adaptive(level)),
+            None if always_on => {
+                let detail = format!("{} always think; thinking cannot be turned off.", rules.family);
+                ctx.unsupported("reasoning_effort", Impact::Sampling, &detail, &mut report.dropped)?;
+                Ok(ThinkingPlan::Implicit)
+            }
+            None => Ok(ThinkingPlan::Off),
+        },
+        (Reasoning::AnthropicAdaptive { always_on: true }, None) => Ok(ThinkingPlan::Implicit),
+        (_, _) => {
+            if asks {
+                let detail = format!("{} cannot think.", rules.family);
+                ctx.unsupported("reasoning_effort", Impact::Sampling, &detail, &mut report.dropped)?;
+            }
+            Ok(ThinkingPlan::Off)
+        }
+    }
+}
+
+/// Where a conversation requires thinking blocks: Anthropic refuses thinking unless the
+/// assistant turn in final position, or the one answered by the final turn's tool
+/// results, starts with a thinking block ("When `thinking` is enabled, a final
+/// `assistant` message must start with a thinking block (preceeding the lastmost set of
+/// `tool_use` and `tool_result` blocks)."). `Err` says why that turn cannot take thinking.
+fn thinking_fits(turns: &[Turn<'_>]) -> Result<(), &'static str> {
+    let Some(last) = turns.last() else { return Ok(()) };
+    if last.role == TurnRole::Assistant {
+        return Err("a conversation ending with an assistant message (a prefill) cannot be continued with thinking.");
+    }
+    if !last.content.iter().any(Block::is_tool_result) {
+        return Ok(());
+    }
+    let answered = turns.len().checked_sub(2).and_then(|i| turns.get(i)).filter(|t| t.role == TurnRole::Assistant);
+    match answered {
+        Some(turn) if !turn.content.first().is_some_and(Block::is_thinking) => Err(
+            "the assistant message whose tool calls the last tool results answer carries no thinking_blocks; send assistant messages back as the gateway returned them.",
+        ),
+        _ => Ok(()),
     }
 }
 
 fn build_request<'r>(
     req: &'r ChatRequest<'_>,
     ctx: &'r RequestContext,
-    dropped: &mut Vec<String>,
+    legacy_functions: bool,
+    report: &mut Report,
 ) -> Result<MessagesRequest<'r>, GatewayError> {
+    let model = ctx.endpoint.model_or(&req.model);
+    let rules = models::rules(NAME, model);
+    let dropped = &mut report.dropped;
     if req.n.is_some_and(|n| n > 1) {
         ctx.unsupported("n", Impact::Semantic, "Anthropic returns one choice per request.", dropped)?;
     }
@@ -139,26 +268,52 @@ fn build_request<'r>(
         ctx.unsupported(name, Impact::Sampling, "Anthropic has no such setting.", dropped)?;
     }
 
-    let converted = convert_messages(&req.messages)?;
-    let budget = req.reasoning_effort.as_deref().map(thinking_budget).transpose()?.flatten();
+    let mut converted = convert_messages(&req.messages)?;
+    let effort = req.reasoning_effort.as_deref().map(Effort::parse).transpose()?;
+    let mut thinking = plan_thinking(rules, effort, ctx, report)?;
+    let forced_choice = matches!(req.tool_choice, Some(ToolChoice::Required | ToolChoice::Function(_)));
+    if thinking.requested() {
+        let conflict = if forced_choice {
+            Err("Anthropic refuses thinking with a forced tool choice (tool_choice \"required\" or a named tool).")
+        } else {
+            thinking_fits(&converted.turns)
+        };
+        if let Err(detail) = conflict {
+            ctx.unsupported("reasoning_effort", Impact::Sampling, detail, &mut report.dropped)?;
+            thinking = ThinkingPlan::Off;
+        }
+    }
+    // Thinking blocks of earlier answers go back only to a request that thinks: with
+    // thinking off, Anthropic refuses them in final position, and ignores them elsewhere.
+    // A turn may not end with one either ("The final block in an assistant message
+    // cannot be `thinking`").
+    strip_thinking(&mut converted.turns, !thinking.active());
+    prefill_rules(req, ctx, rules, &mut converted.turns, report)?;
+
     let client_max = req.max_completion_tokens.or(req.max_tokens);
     let default_max = ctx.endpoint.max_tokens.unwrap_or(ctx.config.default_max_tokens);
-    let max_tokens = match (client_max, budget) {
-        (Some(max), Some(budget)) if max <= budget => {
+    let max_tokens = match (client_max, thinking) {
+        (Some(max), ThinkingPlan::Budget(budget)) if max <= budget => {
             return Err(GatewayError::invalid(
                 if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" },
                 format!("Invalid value: the token limit ({max}) must exceed the thinking budget ({budget}) that reasoning_effort selects for Anthropic models."),
             ));
         }
         (Some(max), _) => max,
-        (None, Some(budget)) => default_max.saturating_add(budget),
-        (None, None) => default_max,
+        (None, ThinkingPlan::Budget(budget)) => default_max.saturating_add(budget),
+        (None, _) => default_max,
     };
+    let (temperature, top_p, top_k) = sampling(req, ctx, rules, thinking.active(), report)?;
 
-    let (mut tools, mut tool_choice) = tools_and_choice(req, &converted.history_tool_names);
+    let (mut tools, mut tool_choice) = tools_and_choice(req, &converted.history_tool_names, legacy_functions);
+    if forced_choice && !rules.forced_tool_choice {
+        let detail = format!("{} cannot be forced to call a tool; tool_choice \"auto\" lets it choose.", rules.family);
+        ctx.unsupported("tool_choice", Impact::Semantic, &detail, &mut report.dropped)?;
+        tool_choice = Some(AToolChoice::Auto { disable_parallel_tool_use: disable_parallel(req, legacy_functions) });
+    }
     // JSON mode: a tool whose input schema is the requested one, forced unless thinking
-    // is on (Anthropic refuses forced tools with thinking) or the client's own tools
-    // are in play; its call becomes the answer's content.
+    // is on (Anthropic refuses forced tools with thinking), the model cannot be forced,
+    // or the client's own tools are in play; its call becomes the answer's content.
     if let Some(format) = &req.response_format {
         let schema = match format.kind {
             ResponseFormatKind::Text => None,
@@ -174,7 +329,7 @@ fn build_request<'r>(
             }
         };
         if let Some(input_schema) = schema {
-            let forced = tools.is_empty() && budget.is_none();
+            let forced = tools.is_empty() && !thinking.active() && rules.forced_tool_choice;
             tools.push(ToolDef {
                 name: JSON_TOOL,
                 description: Some("Respond with a JSON value that follows this schema."),
@@ -189,7 +344,7 @@ fn build_request<'r>(
         // Anthropic asks for an opaque id, never personal data such as an email.
         Some(user) if !user.is_empty() && !user.contains('@') => Some(Metadata { user_id: user }),
         Some(_) => {
-            dropped.push("user".into());
+            report.dropped.push("user".into());
             None
         }
         None => None,
@@ -201,24 +356,164 @@ fn build_request<'r>(
         .unwrap_or_default();
 
     Ok(MessagesRequest {
-        model: ctx.endpoint.model_or(&req.model),
+        model,
         max_tokens,
         messages: converted.turns,
         system: converted.system,
-        temperature: req.temperature,
-        top_p: req.top_p,
+        temperature,
+        top_p,
+        top_k,
         stop_sequences,
         stream: req.stream,
         metadata,
         tools,
         tool_choice,
-        thinking: budget.map(|budget_tokens| Thinking::Enabled { budget_tokens }),
+        thinking: match thinking {
+            ThinkingPlan::Budget(budget_tokens) => Some(Thinking::Enabled { budget_tokens }),
+            ThinkingPlan::Adaptive(_) => Some(Thinking::Adaptive),
+            ThinkingPlan::Off | ThinkingPlan::Implicit => None,
+        },
+        output_config: match thinking {
+            ThinkingPlan::Adaptive(effort) => Some(OutputConfig { effort }),
+            _ => None,
+        },
     })
+}
+
+/// `temperature`, `top_p` and `top_k` as the model takes them
+/// (docs/providers/anthropic.md#per-model-rules).
+fn sampling(
+    req: &ChatRequest,
+    ctx: &RequestContext,
+    rules: &ModelRules,
+    thinking: bool,
+    report: &mut Report,
+) -> Result<(Option<f64>, Option<f64>, Option<u32>), GatewayError> {
+    let (mut temperature, mut top_p, mut top_k) = (req.temperature, req.top_p, req.top_k);
+    let drop =
+        |name: &str, detail: &str, dropped: &mut Vec<String>| ctx.unsupported(name, Impact::Sampling, detail, dropped);
+    if temperature.is_some_and(|t| t > rules.temperature_max) {
+        let max = rules.temperature_max;
+        ctx.adjust(
+            "temperature",
+            &max.to_string(),
+            &format!("Anthropic's temperature range is 0 to {max} (OpenAI's is 0 to 2)."),
+            &mut report.adjusted,
+        )?;
+        temperature = Some(max);
+    }
+    match rules.sampling {
+        Sampling::DefaultOnly => {
+            let detail = format!("{} take no sampling parameters (only the default temperature, 1).", rules.family);
+            if temperature.is_some_and(|t| t != 1.0) {
+                drop("temperature", &detail, &mut report.dropped)?;
+            }
+            // The default, sent or not, asks for nothing.
+            temperature = None;
+            if top_p.take().is_some() {
+                drop("top_p", &detail, &mut report.dropped)?;
+            }
+            if top_k.take().is_some() {
+                drop("top_k", &detail, &mut report.dropped)?;
+            }
+        }
+        Sampling::TemperatureOrTopP if temperature.is_some() && top_p.is_some() => {
+            let detail = format!("{} take temperature or top_p, not both.", rules.family);
+            drop("top_p", &detail, &mut report.dropped)?;
+            top_p = None;
+        }
+        Sampling::TemperatureOrTopP | Sampling::Any => {}
+    }
+    if thinking {
+        if temperature.is_some_and(|t| t != 1.0) {
+            drop("temperature", "with thinking, Anthropic takes only temperature 1.", &mut report.dropped)?;
+            temperature = None;
+        }
+        if top_k.take().is_some() {
+            drop("top_k", "Anthropic refuses top_k with thinking.", &mut report.dropped)?;
+        }
+        if top_p.is_some_and(|p| p < 0.95) {
+            drop("top_p", "with thinking, Anthropic takes top_p between 0.95 and 1 only.", &mut report.dropped)?;
+            top_p = None;
+        }
+    }
+    Ok((temperature, top_p, top_k))
+}
+
+/// Removes thinking blocks where Anthropic would refuse them: everywhere when `all`,
+/// else at the end of an assistant turn. Turns left empty go, and neighbours of one role
+/// merge again.
+fn strip_thinking(turns: &mut Vec<Turn<'_>>, all: bool) {
+    let mut changed = false;
+    for turn in turns.iter_mut().filter(|t| t.role == TurnRole::Assistant) {
+        let before = turn.content.len();
+        if all {
+            turn.content.retain(|b| !b.is_thinking());
+        } else {
+            while turn.content.last().is_some_and(Block::is_thinking) {
+                turn.content.pop();
+            }
+        }
+        changed |= turn.content.len() != before;
+    }
+    if changed {
+        let old = std::mem::take(turns);
+        for turn in old.into_iter().filter(|t| !t.content.is_empty()) {
+            push_turn(turns, turn.role, turn.content);
+        }
+    }
+}
+
+/// A conversation ending with an assistant message asks the model to continue it
+/// (a prefill): refused by the newest models, and by every model when the text ends in
+/// whitespace ("final assistant content cannot end with trailing whitespace").
+fn prefill_rules(
+    req: &ChatRequest,
+    ctx: &RequestContext,
+    rules: &ModelRules,
+    turns: &mut Vec<Turn<'_>>,
+    report: &mut Report,
+) -> Result<(), GatewayError> {
+    let Some(last) = turns.last_mut().filter(|t| t.role == TurnRole::Assistant) else { return Ok(()) };
+    if !last.content.iter().all(|b| matches!(b, Block::Text { .. })) {
+        return Ok(()); // tool calls without results: Anthropic says what is wrong
+    }
+    let param = format!("messages[{}]", req.messages.len().saturating_sub(1));
+    if !rules.assistant_prefill {
+        let detail = format!(
+            "{} do not support assistant message prefill; the conversation must end with a user message.",
+            rules.family
+        );
+        ctx.unsupported(&param, Impact::Semantic, &detail, &mut report.dropped)?;
+        turns.pop();
+        return Ok(());
+    }
+    if let Some(Block::Text { text }) = last.content.last_mut() {
+        let trimmed = text.trim_end();
+        if trimmed.len() != text.len() {
+            let detail = "Anthropic refuses a final assistant message ending in whitespace.";
+            ctx.adjust(&format!("{param}.content"), "trailing whitespace removed", detail, &mut report.adjusted)?;
+            *text = trimmed;
+            if trimmed.is_empty() {
+                last.content.pop();
+            }
+        }
+    }
+    if last.content.is_empty() {
+        turns.pop();
+    }
+    Ok(())
+}
+
+fn disable_parallel(req: &ChatRequest, legacy_functions: bool) -> Option<bool> {
+    // The legacy interface answers with one function call per message.
+    (legacy_functions || req.parallel_tool_calls == Some(false)).then_some(true)
 }
 
 fn tools_and_choice<'r>(
     req: &'r ChatRequest<'_>,
     history_tool_names: &[&'r str],
+    legacy_functions: bool,
 ) -> (Vec<ToolDef<'r>>, Option<AToolChoice<'r>>) {
     let declared: Vec<ToolDef<'r>> = req
         .tools
@@ -250,7 +545,7 @@ fn tools_and_choice<'r>(
             .collect();
         return (synthesized, Some(AToolChoice::None));
     }
-    let disable_parallel = (req.parallel_tool_calls == Some(false)).then_some(true);
+    let disable_parallel = disable_parallel(req, legacy_functions);
     let choice = match &req.tool_choice {
         None if disable_parallel.is_some() => Some(AToolChoice::Auto { disable_parallel_tool_use: disable_parallel }),
         None => None,
@@ -297,10 +592,10 @@ fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, Ga
                 push_turn(&mut turns, TurnRole::User, blocks);
             }
             Role::Assistant => {
-                let mut blocks: Vec<Block<'r>> = text_of(message.content.as_ref())
-                    .filter(|t| !t.is_empty())
-                    .map(|text| Block::Text { text })
-                    .collect();
+                let mut blocks: Vec<Block<'r>> = thinking_blocks(i, message)?;
+                blocks.extend(
+                    text_of(message.content.as_ref()).filter(|t| !t.is_empty()).map(|text| Block::Text { text }),
+                );
                 for (j, call) in message.tool_calls.iter().flatten().enumerate() {
                     let input = tool_arguments(&call.function.arguments)
                         .ok_or_else(|| GatewayError::invalid(
@@ -359,6 +654,20 @@ fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, Ga
         Some(_) => {}
     }
     Ok(Converted { system, turns, history_tool_names })
+}
+
+/// The thinking blocks an assistant message carries back (`thinking_blocks`), first in
+/// its turn as Anthropic returned them.
+fn thinking_blocks<'r>(i: usize, message: &'r Message<'_>) -> Result<Vec<Block<'r>>, GatewayError> {
+    let mut blocks = Vec::new();
+    for (j, block) in message.thinking_blocks.iter().flatten().enumerate() {
+        blocks.push(match (block.kind.as_ref(), &block.thinking, &block.signature, &block.data) {
+            ("thinking", Some(thinking), Some(signature), _) => Block::Thinking { thinking, signature },
+            ("redacted_thinking", _, _, Some(data)) => Block::RedactedThinking { data },
+            _ => return Err(crate::validate::invalid_thinking_block(i, j)),
+        });
+    }
+    Ok(blocks)
 }
 
 fn push_turn<'r>(turns: &mut Vec<Turn<'r>>, role: TurnRole, blocks: Vec<Block<'r>>) {
@@ -508,12 +817,28 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })?;
     let mut texts: Vec<Cow<str>> = Vec::new();
     let mut thinking: Vec<Cow<str>> = Vec::new();
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     let mut json_answer = false;
     for block in &resp.content {
         match block.kind.as_ref() {
             "text" => texts.extend(block.text.as_deref().map(Cow::Borrowed)),
-            "thinking" => thinking.extend(block.thinking.as_deref().map(Cow::Borrowed)),
+            "thinking" => {
+                let text = block.thinking.as_deref().unwrap_or_default();
+                thinking.push(Cow::Borrowed(text));
+                // With its signature, the block can go back on the next request.
+                if let Some(signature) = block.signature.as_deref() {
+                    thinking_blocks.push(ThinkingBlockOut::Thinking {
+                        thinking: Cow::Borrowed(text),
+                        signature: Cow::Borrowed(signature),
+                    });
+                }
+            }
+            "redacted_thinking" => {
+                if let Some(data) = block.data.as_deref() {
+                    thinking_blocks.push(ThinkingBlockOut::RedactedThinking { data: Cow::Borrowed(data) });
+                }
+            }
             // JSON mode: the gateway's own tool carries the answer.
             "tool_use" if ctx.request.json_tool && block.name.as_deref() == Some(JSON_TOOL) => {
                 texts.push(block.input.map_or(Cow::Borrowed("{}"), |raw| compact(raw.get())));
@@ -533,12 +858,25 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
                     function: FunctionOut { name: Cow::Borrowed(name.as_ref()), arguments },
                 });
             }
-            // redacted_thinking, server-tool blocks: no OpenAI equivalent.
+            // Server-tool blocks: no OpenAI equivalent.
             _ => {}
         }
     }
-    let tool_calls_empty = tool_calls.is_empty();
-    let content = join(texts);
+    let mut finish = match finish_reason(resp.stop_reason.as_deref()) {
+        // The forced JSON tool is how the answer arrives, not a call to make.
+        FinishReason::ToolCalls if json_answer && tool_calls.is_empty() => FinishReason::Stop,
+        other => other,
+    };
+    // A client of the legacy interface reads one `function_call` (the request allowed
+    // no parallel calls, so there is at most one).
+    let function_call = if ctx.request.legacy_functions && !tool_calls.is_empty() {
+        if finish == FinishReason::ToolCalls {
+            finish = FinishReason::FunctionCall;
+        }
+        Some(tool_calls.swap_remove(0).function)
+    } else {
+        None
+    };
     let completion = ChatCompletion {
         id: &resp.id,
         object: "chat.completion",
@@ -548,17 +886,15 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
             index: 0,
             message: ResponseMessage {
                 role: "assistant",
-                content,
+                content: join(texts),
                 refusal: None,
-                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-                reasoning_content: join(thinking),
+                tool_calls: (!tool_calls.is_empty() && function_call.is_none()).then_some(tool_calls),
+                reasoning_content: join(thinking).filter(|t| !t.is_empty()),
+                thinking_blocks: (!thinking_blocks.is_empty()).then_some(thinking_blocks),
+                function_call,
             },
             logprobs: None,
-            finish_reason: match finish_reason(resp.stop_reason.as_deref()) {
-                // The forced JSON tool is how the answer arrives, not a call to make.
-                FinishReason::ToolCalls if json_answer && tool_calls_empty => FinishReason::Stop,
-                other => other,
-            },
+            finish_reason: finish,
         }],
         usage: usage(&resp.usage),
         system_fingerprint: None,

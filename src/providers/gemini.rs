@@ -187,15 +187,9 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
         ctx.unsupported("seed", Impact::Sampling, "Gemini seeds are 32-bit integers.", &mut dropped)?;
         seed = None;
     }
-    let mut top_k = None;
-    for (name, value) in &req.other {
-        // `top_k` is a common extension (LiteLLM, vLLM) that Gemini has.
-        if name == "top_k" {
-            if let Ok(k) = serde_json::from_str::<u32>(value.get()) {
-                top_k = Some(k.min(INT32_MAX));
-                continue;
-            }
-        }
+    // `top_k` is a common extension (LiteLLM, vLLM) that Gemini has.
+    let top_k = req.top_k.map(|k| k.min(INT32_MAX));
+    for (name, _) in &req.other {
         ctx.unsupported(name, Impact::Sampling, "Gemini has no such setting.", &mut dropped)?;
     }
     // Gemini refuses empty stop sequences; they stop nothing anyway.
@@ -285,6 +279,7 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
         body: Some(body),
         headers: Vec::new(),
         dropped_params: dropped,
+        adjusted_params: Vec::new(),
         stream: req.stream,
         include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
     })
@@ -659,6 +654,8 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
                 content: join(texts),
                 refusal: None,
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                thinking_blocks: None,
+                function_call: None,
                 reasoning_content: join(thoughts),
             },
             logprobs: candidate.logprobs_result.and_then(|raw| choice_logprobs(raw.get())),
@@ -684,6 +681,8 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
                 content: None,
                 refusal: None,
                 tool_calls: None,
+                thinking_blocks: None,
+                function_call: None,
                 reasoning_content: None,
             },
             logprobs: None,
@@ -891,6 +890,7 @@ fn embeddings_request(
         body: Some(body),
         headers: Vec::new(),
         dropped_params: dropped,
+        adjusted_params: Vec::new(),
         stream: false,
         include_usage: false,
     })

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod models;
 pub mod openai;
 pub mod stream;
 
@@ -150,6 +151,28 @@ impl RequestContext<'_> {
         dropped.push(param.to_string());
         Ok(())
     }
+
+    /// Applies the deployment's policy to a parameter value its provider cannot take as
+    /// sent but can take changed (a temperature above the provider's range, a prefill's
+    /// trailing whitespace): `Ok` (and `param=value` recorded in `adjusted`) to send
+    /// `value` instead, or, under `reject`, the 400 to answer.
+    pub fn adjust(
+        &self,
+        param: &str,
+        value: &str,
+        detail: &str,
+        adjusted: &mut Vec<String>,
+    ) -> Result<(), GatewayError> {
+        if self.endpoint.param_policy == ParamPolicy::Reject {
+            return Err(GatewayError::UnsupportedParameter {
+                param: param.into(),
+                provider: self.endpoint.provider.name(),
+                detail: Some(detail.into()),
+            });
+        }
+        adjusted.push(format!("{param}={value}"));
+        Ok(())
+    }
 }
 
 /// The provider request an adapter produced from the client's body.
@@ -163,6 +186,8 @@ pub struct UpstreamRequest {
     pub headers: Vec<(&'static str, String)>,
     /// Request fields the provider has no slot for and that were left out.
     pub dropped_params: Vec<String>,
+    /// Request fields sent with another value than the client's (`param=value`).
+    pub adjusted_params: Vec<String>,
     /// The client asked for a stream.
     pub stream: bool,
     /// … and for a final usage chunk in it.
@@ -192,6 +217,9 @@ pub struct RequestFacts {
     /// JSON mode was emulated with the gateway's own forced tool (Anthropic): its call
     /// is the answer's content.
     pub json_tool: bool,
+    /// The client asked with the deprecated `functions`: the answer's call goes in
+    /// `message.function_call` (finish reason `function_call`), not `tool_calls`.
+    pub legacy_functions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

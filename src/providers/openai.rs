@@ -105,6 +105,7 @@ impl ProviderAdapter for OpenAi {
             body: (!edits.is_empty()).then(|| fields.rewrite(&edits)),
             headers: Vec::new(),
             dropped_params: dropped,
+            adjusted_params: Vec::new(),
             stream,
             include_usage,
         })

@@ -58,6 +58,29 @@ pub struct Delta<'a> {
     pub reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+    /// One whole thinking block, once it is complete (see [`ThinkingBlockDelta`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<[ThinkingBlockDelta<'a>; 1]>,
+    /// The deprecated single function call, for clients that asked with `functions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionDelta<'a>>,
+}
+
+/// A thinking block in a stream, sent whole when the provider finished it (its text also
+/// streamed as `reasoning_content`). The `index` counts the answer's thinking blocks, so
+/// the OpenAI SDK's delta accumulator (which merges list entries by `index`) assembles
+/// `message.thinking_blocks` as a non-streamed answer carries them.
+#[derive(Debug, Serialize)]
+pub struct ThinkingBlockDelta<'a> {
+    pub index: usize,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]

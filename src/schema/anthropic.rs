@@ -17,6 +17,8 @@ pub struct MessagesRequest<'r> {
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop_sequences: Vec<&'r str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -29,6 +31,14 @@ pub struct MessagesRequest<'r> {
     pub tool_choice: Option<ToolChoice<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig<'r>>,
+}
+
+/// `output_config`: the effort of adaptive thinking.
+#[derive(Debug, Serialize)]
+pub struct OutputConfig<'r> {
+    pub effort: &'r str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +73,14 @@ pub enum Block<'r> {
     Text {
         text: &'r str,
     },
+    /// A thinking block of an earlier answer, replayed unchanged (its signature proves it).
+    Thinking {
+        thinking: &'r str,
+        signature: &'r str,
+    },
+    RedactedThinking {
+        data: &'r str,
+    },
     Image {
         source: Source<'r>,
     },
@@ -84,6 +102,10 @@ pub enum Block<'r> {
 impl Block<'_> {
     pub fn is_tool_result(&self) -> bool {
         matches!(self, Block::ToolResult { .. })
+    }
+
+    pub fn is_thinking(&self) -> bool {
+        matches!(self, Block::Thinking { .. } | Block::RedactedThinking { .. })
     }
 }
 
@@ -170,7 +192,11 @@ pub enum ToolChoice<'r> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Thinking {
-    Enabled { budget_tokens: u32 },
+    Enabled {
+        budget_tokens: u32,
+    },
+    /// The model decides how much to think; `output_config.effort` guides it.
+    Adaptive,
 }
 
 // ---------------------------------------------------------------------------------
@@ -206,6 +232,11 @@ pub struct ResponseBlock<'a> {
     pub input: Option<&'a RawValue>,
     #[serde(default, borrow)]
     pub thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub signature: Option<Cow<'a, str>>,
+    /// `redacted_thinking`: the encrypted thinking.
+    #[serde(default, borrow)]
+    pub data: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +308,8 @@ pub struct StreamDelta<'a> {
     pub partial_json: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub signature: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub stop_reason: Option<Cow<'a, str>>,
 }

@@ -34,6 +34,14 @@ pub struct ChatRequest<'a> {
     pub parallel_tool_calls: Option<bool>,
     pub response_format: Option<ResponseFormat<'a>>,
     pub reasoning_effort: Option<Cow<'a, str>>,
+    /// `top_k`: not OpenAI's, but a common extension (LiteLLM, vLLM) that Anthropic and
+    /// Gemini have.
+    pub top_k: Option<u32>,
+    /// Deprecated `functions` (still accepted by OpenAI); [`crate::legacy`] turns them
+    /// into `tools` before any adapter reads the request.
+    pub functions: Option<Vec<FunctionDef<'a>>>,
+    /// Deprecated `function_call`: `"none"`, `"auto"` or `{"name": …}`.
+    pub function_call: Option<ToolChoice<'a>>,
     /// Every other top-level field, untouched, in arrival order.
     pub other: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
@@ -60,6 +68,29 @@ pub struct Message<'a> {
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
     #[serde(default, borrow)]
     pub tool_call_id: Option<Cow<'a, str>>,
+    /// Deprecated single function call of an assistant message.
+    #[serde(default, borrow)]
+    pub function_call: Option<FunctionCall<'a>>,
+    /// Anthropic thinking blocks an assistant message carried, sent back as the gateway
+    /// returned them (LiteLLM's extension; see [`ThinkingBlock`]).
+    #[serde(default, borrow)]
+    pub thinking_blocks: Option<Vec<ThinkingBlock<'a>>>,
+}
+
+/// A thinking block as the gateway returns it on an assistant message and takes it back:
+/// `{"type":"thinking","thinking":…,"signature":…}` or
+/// `{"type":"redacted_thinking","data":…}`. Streams add an `index` (so the OpenAI SDK's
+/// delta accumulator can assemble them), which is ignored here.
+#[derive(Debug, Deserialize)]
+pub struct ThinkingBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub data: Option<Cow<'a, str>>,
 }
 
 /// `content`: a string or an array of typed parts (`null` is `None` on the message).
@@ -111,7 +142,7 @@ pub struct FilePart<'a> {
     pub filename: Option<Cow<'a, str>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ToolCall<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
@@ -121,7 +152,7 @@ pub struct ToolCall<'a> {
     pub function: FunctionCall<'a>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct FunctionCall<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -137,7 +168,7 @@ pub struct Tool<'a> {
     pub function: Option<FunctionDef<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct FunctionDef<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -256,6 +287,9 @@ impl<'de> Visitor<'de> for ChatRequestVisitor {
                 "parallel_tool_calls" => req.parallel_tool_calls = map.next_value()?,
                 "response_format" => req.response_format = map.next_value()?,
                 "reasoning_effort" => req.reasoning_effort = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
+                "top_k" => req.top_k = map.next_value()?,
+                "functions" => req.functions = map.next_value()?,
+                "function_call" => req.function_call = map.next_value::<Option<LegacyFunctionChoice>>()?.map(|c| c.0),
                 _ => {
                     let raw = map.next_value::<&'de RawValue>()?;
                     req.other.push((key.clone(), raw));
@@ -364,6 +398,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for ToolChoice<'a> {
     }
 }
 
+/// The deprecated `function_call` request field: `"none"`, `"auto"` or `{"name": …}`,
+/// read as the tool choice it stands for.
+struct LegacyFunctionChoice<'a>(ToolChoice<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LegacyFunctionChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            name: Cow<'a, str>,
+        }
+        struct ChoiceVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ChoiceVisitor<'a> {
+            type Value = LegacyFunctionChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""none", "auto" or {"name":...}"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "none" => Ok(LegacyFunctionChoice(ToolChoice::None)),
+                    "auto" => Ok(LegacyFunctionChoice(ToolChoice::Auto)),
+                    other => Err(E::unknown_variant(other, &["none", "auto"])),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let named = Named::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(LegacyFunctionChoice(ToolChoice::Function(named.name)))
+            }
+        }
+        deserializer.deserialize_any(ChoiceVisitor(std::marker::PhantomData))
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Response side.
 
@@ -429,6 +496,21 @@ pub struct ResponseMessage<'a> {
     /// Thinking text (an extension several gateways and providers use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<Cow<'a, str>>,
+    /// The provider's thinking blocks with their signatures, to be sent back on the
+    /// assistant message (LiteLLM's name and shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlockOut<'a>>>,
+    /// The deprecated single function call, for clients that asked with `functions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionOut<'a>>,
+}
+
+/// A thinking block returned to the client (see [`ThinkingBlock`]).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlockOut<'a> {
+    Thinking { thinking: Cow<'a, str>, signature: Cow<'a, str> },
+    RedactedThinking { data: Cow<'a, str> },
 }
 
 #[derive(Debug, Serialize)]

@@ -82,10 +82,86 @@ fn sent_body_is_exactly_what_anthropic_accepts_at_top_level() {
         "tools",
         "tool_choice",
         "thinking",
+        "top_k",
+        "output_config",
     ];
     for key in sent.as_object().unwrap().keys() {
         assert!(allowed.contains(&key.as_str()), "{key} is not an Anthropic request field");
     }
+}
+
+/// The per-model rules (providers::models), checked on what was sent: nothing the
+/// provider refuses may leave the gateway.
+fn obeys_model_rules(sent: &Value) -> Result<(), String> {
+    use crate::providers::models::{rules, Reasoning, Sampling};
+    let rules = rules("anthropic", sent["model"].as_str().unwrap_or_default());
+    // Asked for; models that always think do so unasked.
+    let thinking = sent.get("thinking").is_some();
+    let thinks = thinking || rules.reasoning == (Reasoning::AnthropicAdaptive { always_on: true });
+    let turns = sent["messages"].as_array().cloned().unwrap_or_default();
+    let blocks = |turn: &Value| turn["content"].as_array().cloned().unwrap_or_default();
+    let is_thinking = |b: &Value| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking"));
+    if sent["temperature"].as_f64().is_some_and(|t| t > 1.0) {
+        return Err("temperature above 1".into());
+    }
+    match rules.sampling {
+        Sampling::DefaultOnly if ["temperature", "top_p", "top_k"].iter().any(|k| sent.get(*k).is_some()) => {
+            return Err("sampling parameter on a model without them".into())
+        }
+        Sampling::TemperatureOrTopP if sent.get("temperature").is_some() && sent.get("top_p").is_some() => {
+            return Err("temperature and top_p together".into())
+        }
+        _ => {}
+    }
+    if thinking {
+        if sent["temperature"].as_f64().is_some_and(|t| t != 1.0) || sent.get("top_k").is_some() {
+            return Err("thinking with temperature other than 1 or top_k".into());
+        }
+        if sent["top_p"].as_f64().is_some_and(|p| p < 0.95) {
+            return Err("thinking with top_p below 0.95".into());
+        }
+        if matches!(sent["tool_choice"]["type"].as_str(), Some("any" | "tool")) {
+            return Err("thinking with a forced tool choice".into());
+        }
+        if let Some(budget) = sent["thinking"]["budget_tokens"].as_u64() {
+            if sent["max_tokens"].as_u64().unwrap_or(0) <= budget {
+                return Err("max_tokens not above the thinking budget".into());
+            }
+        }
+        let last = turns.last().cloned().unwrap_or_default();
+        if last["role"] == "assistant" && blocks(&last).iter().all(|b| b["type"] == "text") {
+            return Err("thinking with a prefill".into());
+        }
+        let answers_tools = blocks(&last).iter().any(|b| b["type"] == "tool_result");
+        if answers_tools && turns.len() >= 2 {
+            let answered = &turns[turns.len() - 2];
+            if answered["role"] == "assistant" && !blocks(answered).first().is_some_and(is_thinking) {
+                return Err("tool loop whose assistant turn does not start with thinking".into());
+            }
+        }
+    }
+    if !thinks && turns.iter().flat_map(blocks).any(|b| is_thinking(&b)) {
+        return Err("thinking blocks without thinking".into());
+    }
+    if turns.iter().filter(|t| t["role"] == "assistant").any(|t| blocks(t).last().is_some_and(is_thinking)) {
+        return Err("an assistant turn ending with thinking".into());
+    }
+    if !rules.forced_tool_choice && matches!(sent["tool_choice"]["type"].as_str(), Some("any" | "tool")) {
+        return Err("forced tool choice on a model that refuses it".into());
+    }
+    // A final assistant turn of text is a prefill (one with tool calls lacks its results,
+    // which the provider reports itself).
+    if let Some(last) =
+        turns.last().filter(|t| t["role"] == "assistant" && blocks(t).iter().all(|b| b["type"] == "text"))
+    {
+        if !rules.assistant_prefill {
+            return Err("prefill on a model without prefill".into());
+        }
+        if blocks(last).last().and_then(|b| b["text"].as_str()).is_some_and(|t| t != t.trim_end()) {
+            return Err("prefill ending in whitespace".into());
+        }
+    }
+    Ok(())
 }
 
 fn assert_openai_error(err: &GatewayError) {
@@ -109,12 +185,21 @@ proptest! {
 
     #[test]
     fn near_valid_requests_translate_to_valid_json_or_a_clean_error(value in arb_chat_request()) {
-        match translate(value.to_string().as_bytes()) {
+        // The request's own model decides the per-model rules.
+        let mut ep = endpoint();
+        ep.model = None;
+        let config = UpstreamConfig::default();
+        let ctx = RequestContext { endpoint: &ep, config: &config };
+        let mut facts = RequestFacts::default();
+        match Anthropic.request(&ctx, Operation::Chat, value.to_string().as_bytes(), &mut facts) {
             Ok(out) => {
                 let sent: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
                 prop_assert!(sent["max_tokens"].as_u64().is_some_and(|n| n >= 1));
                 prop_assert!(sent["messages"].as_array().is_some_and(|m| !m.is_empty()));
                 prop_assert_eq!(&sent["messages"][0]["role"], "user");
+                if let Err(broken) = obeys_model_rules(&sent) {
+                    prop_assert!(false, "{broken}: {sent}");
+                }
             }
             Err(e) => assert_openai_error(&e),
         }

@@ -720,7 +720,8 @@ proptest! {
             Ok(out) => {
                 let sent: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
                 check_gemini_request(&sent)?;
-                prop_assert!(out.path.starts_with("/v1beta/models/m:"));
+                let model = value["model"].as_str().unwrap_or_default();
+                prop_assert!(out.path.starts_with(&format!("/v1beta/models/{model}:")), "{}", out.path);
             }
             Err(e) => assert_openai_error(&e),
         }
