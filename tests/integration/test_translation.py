@@ -68,7 +68,9 @@ def test_sampling_parameters_and_limits(gateway, anthropic_mock):
     })
     assert r.status_code == 200, r.text
     sent = only_request(anthropic_mock).json
-    assert (sent["temperature"], sent["top_p"], sent["max_tokens"]) == (0.4, 0.8, 60)
+    # claude-sonnet-4-5 takes temperature or top_p, not both (src/providers/models.rs).
+    assert (sent["temperature"], "top_p" in sent, sent["max_tokens"]) == (0.4, False, 60)
+    assert r.headers["x-switchyard-dropped-params"] == "top_p"
     assert sent["stop_sequences"] == ["three"], "whitespace-only stop sequences are dropped (Anthropic rejects them)"
     # The mock stops at the sequence like the real API does.
     assert r.json()["choices"][0]["finish_reason"] == "stop"

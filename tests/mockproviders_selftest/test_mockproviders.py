@@ -356,6 +356,66 @@ ANTHROPIC_BODY_REJECTIONS = [
     ("thinking-temperature", a_body(max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024},
                                     temperature=0.2),
      "`temperature` may only be set to 1 when thinking is enabled."),
+    ("thinking-top-k", a_body(max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, top_k=5),
+     "`top_k` may not be set when thinking is enabled."),
+    ("thinking-top-p-low", a_body(max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, top_p=0.9),
+     "`top_p` must be between 0.95 and 1 when thinking is enabled."),
+    ("thinking-tool-loop-without-its-blocks", with_messages(
+        user("Weather?"), assistant([text_block("Checking."), tool_use_block("get_weather", {}, id="toolu_01A")]),
+        user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]),
+        max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools()),
+     "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`. When `thinking` is "
+     "enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of "
+     "`tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid "
+     "this requirement, disable `thinking`. Please consult our documentation at "
+     "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"),
+    ("thinking-prefill", with_messages(user("Hi"), assistant("Well"), model="claude-sonnet-4-5", max_tokens=4096,
+                                       thinking={"type": "enabled", "budget_tokens": 1024}),
+     "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`..."),
+    ("thinking-forged-signature", with_messages(
+        user("Weather?"), assistant([thinking_block("Need a tool.", "EqForged"), tool_use_block("get_weather", {},
+                                                                                                 id="toolu_01A")]),
+        user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]),
+        max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools()),
+     "messages.1.content.0: Invalid `signature` in `thinking` block"),
+    ("thinking-altered-text", with_messages(
+        user("Weather?"), assistant([{**thinking_block("Need a tool."), "thinking": "Need a tool!"},
+                                     tool_use_block("get_weather", {}, id="toolu_01A")]),
+        user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]),
+        max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools()),
+     "messages.1.content.0: Invalid `signature` in `thinking` block"),
+    ("thinking-block-last-in-turn", with_messages(user("Hi"), assistant([text_block("Hm."), thinking_block("x")]),
+                                                  user("go on")),
+     "messages.1: The final block in an assistant message cannot be `thinking`."),
+    ("thinking-in-final-assistant-without-thinking", with_messages(
+        user("Hi"), assistant([thinking_block("x"), text_block("Well")]), model="claude-sonnet-4-5"),
+     "messages.1.content.0: When thinking is disabled, an `assistant` message in the final position cannot contain "
+     "`thinking`. To use thinking blocks, enable `thinking` in your request."),
+    # Per-model rules
+    ("temperature-and-top-p-on-sonnet-4-5", a_body(model="claude-sonnet-4-5", temperature=0.3, top_p=0.8),
+     "`temperature` and `top_p` cannot both be specified for this model. Please use only one."),
+    ("temperature-and-top-p-on-haiku-4-5", a_body(model="claude-haiku-4-5-20251001", temperature=0.3, top_p=0.8),
+     "`temperature` and `top_p` cannot both be specified for this model. Please use only one."),
+    *[(f"{name}-on-opus-4-7", a_body(model="claude-opus-4-7", **{name: value}), f"`{name}` is deprecated for this model.")
+      for name, value in [("temperature", 0.5), ("top_p", 0.9), ("top_k", 5)]],
+    ("budget-thinking-on-opus-4-7", a_body(model="claude-opus-4-7", max_tokens=4096,
+                                           thinking={"type": "enabled", "budget_tokens": 1024}),
+     "thinking.type: `enabled` thinking is not supported for this model. Use `adaptive` thinking with "
+     "`output_config.effort` instead."),
+    ("adaptive-thinking-on-sonnet-4-5", a_body(model="claude-sonnet-4-5", thinking={"type": "adaptive"}),
+     "thinking.type: `adaptive` thinking is not supported for this model..."),
+    ("thinking-on-claude-3-5", a_body(model="claude-3-5-haiku-20241022", max_tokens=4096,
+                                      thinking={"type": "enabled", "budget_tokens": 1024}),
+     "thinking.type: `enabled` thinking is not supported for this model."),
+    ("disabled-thinking-on-fable", a_body(model="claude-fable-5", thinking={"type": "disabled"}),
+     "thinking.type: `disabled` is not supported for this model; omit `thinking` instead."),
+    ("forced-tool-on-fable-5-1", a_body(model="claude-fable-5-1", tools=tools(), tool_choice={"type": "any"}),
+     "tool_choice: this model does not support forced tool use; use `auto`."),
+    ("prefill-on-sonnet-4-6", with_messages(user("Capital of France?"), assistant("The capital is")),
+     "This model does not support assistant message prefill. The conversation must end with a user message."),
+    ("prefill-on-opus-4-8", with_messages(user("Capital of France?"), assistant("The capital is"),
+                                          model="claude-opus-4-8"),
+     "This model does not support assistant message prefill. The conversation must end with a user message."),
 ]
 
 
@@ -428,7 +488,7 @@ def test_anthropic_unknown_routes_are_not_found(http, amock, method, path):
 ANTHROPIC_ACCEPTED = [
     ("minimal", a_body()),
     ("every-optional-field", a_body(
-        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        model="claude-sonnet-4-20250514", system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
         metadata={"user_id": "3f1c"}, stop_sequences=["END"], temperature=0.2, top_p=0.9, top_k=40,
         tools=tools(), tool_choice={"type": "auto", "disable_parallel_tool_use": True}, thinking={"type": "disabled"},
         service_tier="standard_only", output_config={"effort": "low", "format": {"type": "json_schema", "schema": {
@@ -452,14 +512,30 @@ ANTHROPIC_ACCEPTED = [
         text_block("Describe these.")]))),
     ("thinking-history", with_messages(
         user("Weather?"),
-        assistant([thinking_block("Need a tool.", "sig"), redacted_thinking_block("abc"),
+        assistant([thinking_block("Need a tool."), redacted_thinking_block("abc"),
                    tool_use_block("get_weather", {}, id="toolu_01A")]),
         user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]),
         max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools())),
     ("adaptive-thinking", a_body(thinking={"type": "adaptive", "display": "summarized"})),
     ("consecutive-user-turns", with_messages(user("one"), user("two"))),
-    ("prefill", with_messages(user("Capital of France?"), assistant("The capital is"))),
+    ("prefill", with_messages(user("Capital of France?"), assistant("The capital is"), model="claude-sonnet-4-5")),
     ("empty-final-assistant", with_messages(user("Hi"), assistant(""))),
+    # Per-model rules: what each family does accept.
+    ("temperature-and-top-p-on-claude-4", a_body(model="claude-opus-4-20250514", temperature=0.3, top_p=0.8)),
+    ("default-temperature-on-opus-4-7", a_body(model="claude-opus-4-7", temperature=1)),
+    ("adaptive-thinking-on-opus-4-7", a_body(model="claude-opus-4-7", thinking={"type": "adaptive"},
+                                             output_config={"effort": "xhigh"})),
+    ("budget-thinking-on-sonnet-4-6", a_body(max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024})),
+    ("thinking-with-top-p-095", a_body(max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                                       top_p=0.95)),
+    ("forced-tool-on-fable-5", a_body(model="claude-fable-5", tools=tools(), tool_choice={"type": "any"})),
+    ("thinking-tool-loop-with-its-blocks", with_messages(
+        user("Weather?"), assistant([thinking_block("Need a tool."), tool_use_block("get_weather", {}, id="toolu_01A")]),
+        user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]),
+        max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools())),
+    ("thinking-blocks-ignored-before-the-final-turn-without-thinking", with_messages(
+        user("Weather?"), assistant([thinking_block("Need a tool."), tool_use_block("get_weather", {}, id="toolu_01A")]),
+        user([{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]), tools=tools())),
 ]
 
 

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from .base import (MockServer, RecordedRequest, Rejection, Response, estimate_tokens, random_token, truncate_reply,
@@ -111,8 +114,20 @@ def tool_use_block(name: str, input: dict, id: str | None = None) -> dict:
     return {"type": "tool_use", "id": id or "toolu_01" + random_token(22), "name": name, "input": input}
 
 
+# Thinking blocks carry a signature the API checks when they come back; the mock signs its
+# own (HMAC of the text) so a gateway that alters or invents a block is caught.
+_SIGNING_KEY = b"switchyard-mock-anthropic-thinking"
+
+
+def sign_thinking(thinking: str) -> str:
+    digest = hmac.new(_SIGNING_KEY, thinking.encode(), hashlib.sha256).digest()
+    return "Eq" + base64.b64encode(digest).decode()
+
+
 def thinking_block(thinking: str, signature: str | None = None) -> dict:
-    return {"type": "thinking", "thinking": thinking, "signature": signature or "Eq" + random_token(62)}
+    """A thinking block; signed by the mock unless ``signature`` is given (an explicit one is
+    refused when sent back, as a forged signature would be)."""
+    return {"type": "thinking", "thinking": thinking, "signature": signature or sign_thinking(thinking)}
 
 
 def redacted_thinking_block(data: str) -> dict:
@@ -680,9 +695,9 @@ def _check_tool_choice_target(body: dict) -> None:
 
 def _check_thinking_compatibility(body: dict) -> None:
     thinking = body.get("thinking") or {}
-    if thinking.get("type") != "enabled":
+    if thinking.get("type") not in ("enabled", "adaptive"):
         return
-    if body["max_tokens"] <= thinking["budget_tokens"]:
+    if thinking["type"] == "enabled" and body["max_tokens"] <= thinking["budget_tokens"]:
         raise _Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
                        "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
                        "#max-tokens-and-context-window-size")
@@ -690,6 +705,128 @@ def _check_thinking_compatibility(body: dict) -> None:
         raise _Invalid("Thinking may not be enabled when tool_choice forces tool use.")
     if body.get("temperature", 1) != 1:
         raise _Invalid("`temperature` may only be set to 1 when thinking is enabled.")
+    # Extended-thinking docs, feature compatibility: no top_k; top_p between 0.95 and 1.
+    if "top_k" in body:
+        raise _Invalid("`top_k` may not be set when thinking is enabled.")  # (mock)
+    if body.get("top_p", 1) < 0.95:
+        raise _Invalid("`top_p` must be between 0.95 and 1 when thinking is enabled.")  # (mock)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-model rules (checked after the schema). Written from Anthropic's documentation and the
+# errors its API returns, independently of the gateway's own table (src/providers/models.rs),
+# so the two can disagree and a test then fails. Wording marked (mock) could not be confirmed
+# against a real API response; the rest is the API's own text.
+# ----------------------------------------------------------------------------------------------
+
+_CLAUDE_ID = re.compile(
+    r"claude-(?:(?P<family>[a-z]+)-(?P<major>\d{1,2})(?:[-.](?P<minor>\d{1,2}))?(?![0-9])"
+    r"|(?P<major2>\d{1,2})(?:-(?P<minor2>\d{1,2}))?-(?P<family2>[a-z]+))")
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    sampling: str = "any"        # "any"; "one": temperature or top_p; "none": only temperature 1
+    thinking: tuple = ("enabled", "adaptive")  # accepted thinking types besides "disabled"
+    always_on: bool = False      # thinks unasked; refuses thinking.type "disabled"
+    forced_tools: bool = True    # accepts tool_choice any/tool
+    prefill: bool = True         # accepts a final assistant message
+
+
+def model_profile(model: str) -> ModelProfile:
+    """What a model accepts, by family and version (claude-opus-4-6, claude-3-7-sonnet-…)."""
+    if model.startswith(("claude-fable", "claude-mythos")) and not _CLAUDE_ID.match(model):
+        return ModelProfile(sampling="none", thinking=("adaptive",), always_on=True, prefill=False)
+    match = _CLAUDE_ID.match(model)
+    if not match:
+        return ModelProfile()
+    family = match["family"] or match["family2"]
+    version = (int(match["major"] or match["major2"]), int(match["minor"] or match["minor2"] or 0))
+    if family in ("fable", "mythos"):
+        return ModelProfile(sampling="none", thinking=("adaptive",), always_on=True, forced_tools=version < (5, 1),
+                            prefill=False)
+    if family in ("opus", "sonnet") and version >= (5, 5):
+        return ModelProfile(sampling="none", thinking=("adaptive",), always_on=True, forced_tools=False,
+                            prefill=False)
+    if version >= (4, 7):
+        return ModelProfile(sampling="none", thinking=("adaptive",), prefill=False)
+    if version >= (4, 6):
+        return ModelProfile(sampling="one", prefill=False)
+    if version >= (4, 1):
+        return ModelProfile(sampling="one", thinking=("enabled",))
+    if version >= (3, 7):
+        return ModelProfile(thinking=("enabled",))
+    return ModelProfile(thinking=())
+
+
+_THINKING_DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+
+def _check_model_rules(body: dict) -> None:
+    profile = model_profile(body["model"])
+    kind = (body.get("thinking") or {}).get("type")
+    if kind == "disabled" and profile.always_on:
+        raise _Invalid("thinking.type: `disabled` is not supported for this model; omit `thinking` instead.")  # (mock)
+    if kind in ("enabled", "adaptive") and kind not in profile.thinking:
+        raise _Invalid(f"thinking.type: `{kind}` thinking is not supported for this model."  # (mock)
+                       + (" Use `adaptive` thinking with `output_config.effort` instead." if profile.thinking else ""))
+    if profile.sampling == "none":
+        for name in ("temperature", "top_p", "top_k"):
+            if name in body and not (name == "temperature" and body[name] == 1):
+                raise _Invalid(f"`{name}` is deprecated for this model.")
+    if profile.sampling == "one" and "temperature" in body and "top_p" in body:
+        raise _Invalid("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
+    forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+    if forced and not profile.forced_tools:
+        raise _Invalid("tool_choice: this model does not support forced tool use; use `auto`.")  # (mock)
+    messages = body["messages"]
+    last = messages[-1]
+    if last["role"] == "assistant" and any(_block_text(block) for block in _blocks(last)) and not profile.prefill:
+        raise _Invalid("This model does not support assistant message prefill. The conversation must end with a user "
+                       "message.")
+
+
+def _check_thinking_blocks(body: dict) -> None:
+    """Replayed thinking: signatures, position, and whether the request thinks."""
+    kind = (body.get("thinking") or {}).get("type")
+    thinking = kind in ("enabled", "adaptive")
+    thinks = thinking or (model_profile(body["model"]).always_on and kind != "disabled")
+    messages = body["messages"]
+    last_index = len(messages) - 1
+    for index, message in enumerate(messages):
+        blocks = _blocks(message)
+        for position, block in enumerate(blocks):
+            if block["type"] != "thinking":
+                continue
+            if not hmac.compare_digest(block["signature"], sign_thinking(block["thinking"])):
+                raise _Invalid(f"messages.{index}.content.{position}: Invalid `signature` in `thinking` block")
+        if message["role"] == "assistant" and blocks and blocks[-1]["type"] in ("thinking", "redacted_thinking"):
+            raise _Invalid(f"messages.{index}: The final block in an assistant message cannot be `thinking`.")
+        if index == last_index and message["role"] == "assistant" and not thinks:
+            for position, block in enumerate(blocks):
+                if block["type"] in ("thinking", "redacted_thinking"):
+                    raise _Invalid(f"messages.{index}.content.{position}: When thinking is disabled, an `assistant` "
+                                   "message in the final position cannot contain `thinking`. To use thinking blocks, "
+                                   "enable `thinking` in your request.")
+    if not thinking:
+        return
+    # The assistant turn in final position, or the one the final tool results answer, must
+    # open with its thinking.
+    final = messages[last_index]
+    if final["role"] == "assistant":
+        target = last_index
+    elif (any(block["type"] == "tool_result" for block in _blocks(final)) and last_index >= 1
+          and messages[last_index - 1]["role"] == "assistant"):
+        target = last_index - 1
+    else:
+        return
+    blocks = _blocks(messages[target])
+    if blocks and blocks[0]["type"] not in ("thinking", "redacted_thinking"):
+        raise _Invalid(f"messages.{target}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                       f"`{blocks[0]['type']}`. When `thinking` is enabled, a final `assistant` message must start "
+                       "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). "
+                       "We recommend you include thinking blocks from previous turns. To avoid this requirement, "
+                       f"disable `thinking`. {_THINKING_DOCS}")
 
 
 def _check_body(request: RecordedRequest) -> dict:
@@ -713,7 +850,9 @@ def _check_body(request: RecordedRequest) -> dict:
     _check_unique_tool_use_ids(body["messages"])
     _check_tool_pairing(body["messages"])
     _check_tool_choice_target(body)
+    _check_model_rules(body)
     _check_thinking_compatibility(body)
+    _check_thinking_blocks(body)
     return body
 
 
@@ -853,7 +992,11 @@ class AnthropicMock(MockServer):
     def default_response(self, request: RecordedRequest, request_id: str | None) -> Response:
         body = request.json
         cut = truncate_reply(self.compose_reply(body), body.get("stop_sequences", ()), body["max_tokens"])
-        message = self.message(*([cut.text] if cut.text else []), model=body["model"],
+        kind = (body.get("thinking") or {}).get("type")
+        thinks = kind in ("enabled", "adaptive") or (model_profile(body["model"]).always_on and kind != "disabled")
+        # A thinking model's answer opens with its (signed) thinking.
+        thought = [thinking_block(f"Considering: {last_user_text(body['messages'])}".rstrip())] if thinks else []
+        message = self.message(*thought, *([cut.text] if cut.text else []), model=body["model"],
                                stop_reason=cut.reason or "end_turn", stop_sequence=cut.stop_sequence,
                                input_tokens=max(1, sum(map(estimate_tokens, _prompt_texts(body)))))
         headers = self.common_headers(request_id)
