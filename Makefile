@@ -8,16 +8,17 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha1sum tools/requirements.txt | cut -c1-12)
 WASM    := target/wasm32-wasip1/release/switchyard.wasm
+SWITCHYARD := target/release/switchyard
 # The same filter built to trap on demand, only to prove Envoy reloads a trapped VM.
 TRAP_WASM_DIR := target/trap-test
 CARGO   := cargo
 
-.PHONY: run test build build-trap-test build-bench bench bench-cpu bench-profile bench-tools setup rust-target lint unit integration clean
+.PHONY: run test build cli build-trap-test build-bench bench bench-cpu bench-profile bench-tools setup rust-target lint unit integration clean
 
 OHA_VERSION     := 1.16.0
 LITELLM_VERSION := 1.106.2
 
-run: setup build
+run: setup build cli
 	exec $(PY) tools/run.py
 
 test: setup lint unit build build-bench integration
@@ -35,6 +36,10 @@ $(STAMP): tools/requirements.txt
 
 build: rust-target
 	$(CARGO) build --locked --release --target wasm32-wasip1
+
+# The native `switchyard` command line; the config lint checks endpoint metadata with it.
+cli:
+	$(CARGO) build --locked --release -p switchyard-cli
 
 build-trap-test: rust-target
 	$(CARGO) build --locked --release --target wasm32-wasip1 --features trap-test --target-dir $(TRAP_WASM_DIR)
@@ -65,18 +70,19 @@ bench-tools:
 	  && .bench/litellm-venv/bin/pip install --quiet "litellm[proxy]==$(LITELLM_VERSION)" ) \
 	  || echo "LiteLLM could not be installed; the benchmark runs without it and says so"
 
-lint:
+lint: cli
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 -- -D warnings
 	# The development builds of `make bench-profile` and the trap test, so they never rot.
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 --features profile,idle,trap-test -- -D warnings
-	$(PY) tools/gatewayconf.py envoy/gateway.yaml
+	$(PY) tools/gatewayconf.py --switchyard $(SWITCHYARD) envoy/gateway.yaml
 
 unit:
 	$(CARGO) test --locked
+	$(CARGO) test --locked -p switchyard-cli
 
-integration: setup build build-trap-test
+integration: setup build build-trap-test cli
 	$(PY) -m pytest
 
 clean:

@@ -1,22 +1,203 @@
 //! A deployment, as described by its Envoy endpoint's metadata
-//! (`metadata.filter_metadata.switchyard` on the `lb_endpoint`):
+//! (`metadata.filter_metadata.switchyard` on the `lb_endpoint`).
 //!
-//! | key           | meaning                                                             |
-//! |---------------|---------------------------------------------------------------------|
-//! | `provider`    | wire format / adapter: `openai`, `anthropic` (required)             |
-//! | `model`       | the provider's model name (default: the alias the client sent)      |
-//! | `api_key_env` | environment variable holding the provider key (default: no auth)    |
-//! | `api_base`    | `scheme://host[:port][/path]`; sets `:authority` and the path prefix |
-//! | `max_tokens`  | `max_tokens` to send when the client gave none (providers needing it)|
-//! | `api_version` | Azure: the `api-version` of deployment URLs (absent: the v1 API)     |
-//! | `unsupported_params` | `default`, `drop` or `reject` (see [`ParamPolicy`])          |
+//! The metadata schema is defined once, as data: [`METADATA_KEYS`], one row per key with
+//! its kind of value, whether it is required and what it means. Both decoders work from
+//! that table, so they accept and refuse the same values with the same messages:
+//!
+//! - [`Endpoint::from_metadata`]: the bytes the filter reads from Envoy (proxy-wasm pairs,
+//!   see [`crate::pairs`]);
+//! - [`Endpoint::from_json`]: the same metadata as a JSON object, as the config lint
+//!   (`switchyard check-endpoints`, `tools/gatewayconf.py`) and a renderer of Envoy YAML
+//!   have it.
+//!
+//! They differ on two points, deliberately. Keys outside the table are ignored by the
+//! filter (another consumer may add its own without a filter release) but refused in JSON,
+//! where an unknown key is most likely a typo (`api_key_evn`). And Envoy's encoding cannot
+//! tell text from a number's bytes, so a number where text belongs is "not UTF-8" (or a
+//! control character) in one and "must be a string" in the other.
+//!
+//! Some keys are read by other parts of Switchyard ([`Reader`]): the four price keys,
+//! named as in LiteLLM's model configuration, are reserved for the spend ledger. The
+//! filter checks their values but does not use them yet; listing them keeps prices in
+//! the metadata, where the design puts them, and lets a renderer of LiteLLM configs
+//! carry them over instead of dropping them or failing the lint.
 //!
 //! The scheme in `api_base` is informational: TLS is the cluster's transport socket.
 
+use serde_json::{json, Value};
+
 use crate::pairs;
-use crate::providers::{ParamPolicy, Provider};
+use crate::providers::openai::presets::PRESETS;
+use crate::providers::{anthropic, gemini, AuthScheme, ParamPolicy, Provider};
 
 pub const METADATA_NAMESPACE: &str = "switchyard";
+
+/// One key of the endpoint metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub reader: Reader,
+    /// One line: what the key means, and what its absence means.
+    pub meaning: &'static str,
+    /// Where the filter keeps the value.
+    field: Field,
+}
+
+/// The kinds of value a key takes, and the rules each is checked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The name of a provider: `anthropic`, `gemini`, or an OpenAI-compatible preset's
+    /// (`openai`, `azure`, `mistral`, …; see [`provider_names`]).
+    Provider,
+    /// Any UTF-8 text; empty is the same as absent.
+    Text,
+    /// Printable ASCII without spaces or any of `forbidden` (it goes into a URL); empty is
+    /// the same as absent.
+    Token { forbidden: &'static str },
+    /// `http://` or `https://`, a host with an optional port and no user, an optional
+    /// path; no query or fragment.
+    BaseUrl,
+    /// A whole number from 1 to 4294967295.
+    PositiveInteger,
+    /// A finite number, 0 or more (a price).
+    NonNegativeNumber,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+}
+
+/// Which part of Switchyard reads a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The upstream filter, on every attempt.
+    Filter,
+    /// The sidecar's spend ledger (not built yet): checked, not used.
+    SpendLedger,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Provider,
+    Model,
+    ApiKeyEnv,
+    ApiBase,
+    MaxTokens,
+    ApiVersion,
+    ParamPolicy,
+    /// Checked here, read elsewhere.
+    Other,
+}
+
+const PARAM_POLICIES: &[&str] = &["default", "drop", "reject"];
+
+/// The endpoint metadata schema. `switchyard schema` prints it; the README's "Endpoint
+/// metadata" table says the same in prose.
+pub static METADATA_KEYS: [Key; 11] = [
+    Key {
+        name: "provider",
+        kind: Kind::Provider,
+        required: true,
+        reader: Reader::Filter,
+        meaning: "the wire format, auth and defaults: anthropic, gemini, openai or an OpenAI-compatible preset",
+        field: Field::Provider,
+    },
+    Key {
+        name: "model",
+        kind: Kind::Token { forbidden: "" },
+        required: false,
+        reader: Reader::Filter,
+        meaning: "the provider's model name (Azure: the deployment name); absent: the model the client asked for",
+        field: Field::Model,
+    },
+    Key {
+        name: "api_key_env",
+        kind: Kind::Text,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "the environment variable holding the provider key (also in the VM's host_env_keys); absent: no auth",
+        field: Field::ApiKeyEnv,
+    },
+    Key {
+        name: "api_base",
+        kind: Kind::BaseUrl,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "scheme://host[:port][/path]: the :authority and path prefix of requests; absent: the provider's API",
+        field: Field::ApiBase,
+    },
+    Key {
+        name: "max_tokens",
+        kind: Kind::PositiveInteger,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "max_tokens to send when the client gave none, to providers that need one; absent: the filter's \
+                  default_max_tokens",
+        field: Field::MaxTokens,
+    },
+    Key {
+        name: "api_version",
+        kind: Kind::Token { forbidden: "/?#&%" },
+        required: false,
+        reader: Reader::Filter,
+        meaning: "Azure: the api-version of deployment URLs; absent: the /openai/v1 API",
+        field: Field::ApiVersion,
+    },
+    Key {
+        name: "unsupported_params",
+        kind: Kind::OneOf(PARAM_POLICIES),
+        required: false,
+        reader: Reader::Filter,
+        meaning: "parameters the provider lacks: default refuses those whose absence changes the answer and drops \
+                  sampling knobs, drop drops all, reject refuses all; absent: default",
+        field: Field::ParamPolicy,
+    },
+    Key {
+        name: "input_cost_per_token",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::SpendLedger,
+        meaning: "price of one input token, in USD; reserved for the spend ledger (not used yet)",
+        field: Field::Other,
+    },
+    Key {
+        name: "output_cost_per_token",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::SpendLedger,
+        meaning: "price of one output token, in USD; reserved for the spend ledger (not used yet)",
+        field: Field::Other,
+    },
+    Key {
+        name: "cache_read_input_token_cost",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::SpendLedger,
+        meaning: "price of one input token read from the prompt cache, in USD; reserved for the spend ledger \
+                  (not used yet)",
+        field: Field::Other,
+    },
+    Key {
+        name: "cache_creation_input_token_cost",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::SpendLedger,
+        meaning: "price of one input token written to the prompt cache, in USD; reserved for the spend ledger \
+                  (not used yet)",
+        field: Field::Other,
+    },
+];
+
+/// The key named `name`, if the schema has it.
+pub fn key(name: &[u8]) -> Option<&'static Key> {
+    METADATA_KEYS.iter().find(|k| k.name.as_bytes() == name)
+}
+
+/// Every name `provider` accepts: the adapters', then the OpenAI-compatible presets'.
+pub fn provider_names() -> impl Iterator<Item = &'static str> {
+    [anthropic::NAME, gemini::NAME].into_iter().chain(PRESETS.iter().map(|p| p.name))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -32,57 +213,33 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Decodes the metadata map Envoy returns for
-    /// `xds.upstream_host_metadata.filter_metadata.switchyard`.
+    /// `xds.upstream_host_metadata.filter_metadata.switchyard`. Keys the schema does not
+    /// list are ignored: they belong to other consumers of the metadata.
     pub fn from_metadata(bytes: &[u8]) -> Result<Endpoint, String> {
         let entries = pairs::decode(bytes).ok_or("endpoint metadata is malformed")?;
-        let mut provider = None;
-        let mut model = None;
-        let mut api_key_env = None;
-        let mut api_base = None;
-        let mut max_tokens = None;
-        let mut api_version = None;
-        let mut param_policy = ParamPolicy::Default;
-        for (key, value) in entries {
-            let text = || {
-                String::from_utf8(value.to_vec()).map_err(|_| format!("{} is not UTF-8", String::from_utf8_lossy(key)))
-            };
-            match key {
-                b"provider" => {
-                    let name = text()?;
-                    provider = Some(Provider::from_name(&name).ok_or_else(|| format!("unknown provider {name:?}"))?);
-                }
-                b"model" => model = Some(text()?).filter(|m| !m.is_empty()),
-                b"api_key_env" => api_key_env = Some(text()?).filter(|v| !v.is_empty()),
-                b"api_base" => api_base = Some(text()?),
-                b"max_tokens" => {
-                    let n = pairs::metadata_number(value)
-                        .filter(|n| *n >= 1.0 && *n <= f64::from(u32::MAX) && n.fract() == 0.0)
-                        .ok_or("max_tokens must be a positive integer")?;
-                    max_tokens = Some(n as u32);
-                }
-                b"api_version" => api_version = Some(text()?).filter(|v| !v.is_empty()),
-                b"unsupported_params" => {
-                    let name = text()?;
-                    param_policy = ParamPolicy::from_name(&name)
-                        .ok_or_else(|| format!("unsupported_params must be default, drop or reject, not {name:?}"))?;
-                }
-                // Other keys (prices, labels) belong to other consumers of the metadata.
-                _ => {}
+        let mut fields = Fields::default();
+        for (name, value) in entries {
+            if let Some(key) = key(name) {
+                fields.set(key, Raw::Envoy(value))?;
             }
         }
-        let provider = provider.ok_or("endpoint metadata has no provider")?;
-        let base = api_base.as_deref().unwrap_or(provider.default_api_base());
-        let (authority, base_path) = split_api_base(base)?;
-        // Model ids have slashes (`meta-llama/Llama-3.3-70B`, `accounts/fireworks/models/…`);
-        // adapters that put one in a URL path escape or check it. The version goes into
-        // a query string as it is.
-        if model.as_deref().is_some_and(|m| !m.bytes().all(|b| b.is_ascii_graphic())) {
-            return Err(format!("model {model:?} may not contain spaces or control characters"));
+        fields.finish()
+    }
+
+    /// Checks metadata written as a JSON object (the lint's and a renderer's view of the
+    /// YAML) by the same rules as [`Endpoint::from_metadata`], and refuses keys the schema
+    /// does not list.
+    pub fn from_json(metadata: &Value) -> Result<Endpoint, String> {
+        let object = metadata.as_object().ok_or("endpoint metadata must be an object")?;
+        let mut fields = Fields::default();
+        for (name, value) in object {
+            let key = key(name.as_bytes()).ok_or_else(|| {
+                let known: Vec<&str> = METADATA_KEYS.iter().map(|k| k.name).collect();
+                format!("unknown metadata key {name:?} (known: {})", known.join(", "))
+            })?;
+            fields.set(key, Raw::Json(value))?;
         }
-        if api_version.as_deref().is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic() && !b"/?#&%".contains(&b))) {
-            return Err(format!("api_version {api_version:?} may not contain spaces or any of / ? # & %"));
-        }
-        Ok(Endpoint { provider, model, api_key_env, authority, base_path, max_tokens, api_version, param_policy })
+        fields.finish()
     }
 
     /// The model name to send: the deployment's, or else the alias the client used.
@@ -91,23 +248,223 @@ impl Endpoint {
     }
 }
 
+/// A value as it arrived.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    /// Envoy's encoding: strings as their bytes, numbers as 8-byte doubles.
+    Envoy(&'a [u8]),
+    Json(&'a Value),
+}
+
+impl<'a> Raw<'a> {
+    fn text(self, name: &str) -> Result<&'a str, String> {
+        match self {
+            Raw::Envoy(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8")),
+            Raw::Json(Value::String(s)) => Ok(s),
+            Raw::Json(other) => Err(format!("{name} must be a string, not {other}")),
+        }
+    }
+
+    /// A number, or a string holding one (YAML may quote numbers).
+    fn number(self) -> Option<f64> {
+        match self {
+            Raw::Envoy(bytes) => pairs::metadata_number(bytes),
+            Raw::Json(Value::Number(n)) => n.as_f64(),
+            Raw::Json(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            Raw::Json(_) => None,
+        }
+        .filter(|n| n.is_finite())
+    }
+}
+
+/// A value that passed its kind's rules.
+enum Parsed {
+    Provider(Provider),
+    /// `None` for an empty text.
+    Text(Option<String>),
+    /// `api_base` as (authority, path prefix).
+    BaseUrl(String, String),
+    Integer(u32),
+    Number,
+    Word(&'static str),
+}
+
+impl Kind {
+    fn parse(self, name: &str, raw: Raw) -> Result<Parsed, String> {
+        Ok(match self {
+            Kind::Provider => {
+                let text = raw.text(name)?;
+                Parsed::Provider(Provider::from_name(text).ok_or_else(|| format!("unknown {name} {text:?}"))?)
+            }
+            Kind::Text => Parsed::Text(Some(raw.text(name)?).filter(|t| !t.is_empty()).map(str::to_string)),
+            Kind::Token { forbidden } => {
+                let text = raw.text(name)?;
+                if !text.bytes().all(|b| b.is_ascii_graphic() && !forbidden.as_bytes().contains(&b)) {
+                    let also = forbidden.chars().map(String::from).collect::<Vec<_>>().join(" ");
+                    let also = if also.is_empty() { String::new() } else { format!(" or any of {also}") };
+                    return Err(format!("{name} {text:?} must be printable ASCII without spaces{also}"));
+                }
+                Parsed::Text(Some(text).filter(|t| !t.is_empty()).map(str::to_string))
+            }
+            Kind::BaseUrl => {
+                let (authority, path) = split_api_base(name, raw.text(name)?)?;
+                Parsed::BaseUrl(authority, path)
+            }
+            Kind::PositiveInteger => {
+                let n = raw
+                    .number()
+                    .filter(|n| *n >= 1.0 && *n <= f64::from(u32::MAX) && n.fract() == 0.0)
+                    .ok_or_else(|| format!("{name} must be a positive integer"))?;
+                Parsed::Integer(n as u32)
+            }
+            Kind::NonNegativeNumber => {
+                raw.number().filter(|n| *n >= 0.0).ok_or_else(|| format!("{name} must be a number, 0 or more"))?;
+                Parsed::Number
+            }
+            Kind::OneOf(words) => {
+                let text = raw.text(name)?;
+                let word = words
+                    .iter()
+                    .find(|w| **w == text)
+                    .ok_or_else(|| format!("{name} must be {}, not {text:?}", or_list(words)))?;
+                Parsed::Word(word)
+            }
+        })
+    }
+}
+
+/// `a, b or c`.
+fn or_list(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [only] => (*only).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// The values seen so far, by field.
+#[derive(Default)]
+struct Fields {
+    seen: Vec<&'static str>,
+    provider: Option<Provider>,
+    model: Option<String>,
+    api_key_env: Option<String>,
+    base: Option<(String, String)>,
+    max_tokens: Option<u32>,
+    api_version: Option<String>,
+    param_policy: ParamPolicy,
+}
+
+impl Fields {
+    fn set(&mut self, key: &'static Key, raw: Raw) -> Result<(), String> {
+        let parsed = key.kind.parse(key.name, raw)?;
+        match (key.field, parsed) {
+            (Field::Provider, Parsed::Provider(provider)) => self.provider = Some(provider),
+            (Field::Model, Parsed::Text(model)) => self.model = model,
+            (Field::ApiKeyEnv, Parsed::Text(var)) => self.api_key_env = var,
+            (Field::ApiBase, Parsed::BaseUrl(authority, path)) => self.base = Some((authority, path)),
+            (Field::MaxTokens, Parsed::Integer(n)) => self.max_tokens = Some(n),
+            (Field::ApiVersion, Parsed::Text(version)) => self.api_version = version,
+            (Field::ParamPolicy, Parsed::Word(word)) => {
+                self.param_policy =
+                    ParamPolicy::from_name(word).ok_or_else(|| format!("{}: no policy {word:?}", key.name))?;
+            }
+            (Field::Other, _) => {}
+            // A schema row whose kind its field cannot hold (a unit test decodes every row).
+            _ => return Err(format!("{}: the schema's kind does not fit the filter's field", key.name)),
+        }
+        self.seen.push(key.name);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Endpoint, String> {
+        if let Some(missing) = METADATA_KEYS.iter().find(|k| k.required && !self.seen.contains(&k.name)) {
+            return Err(format!("endpoint metadata has no {}", missing.name));
+        }
+        let provider = self.provider.ok_or("endpoint metadata has no provider")?;
+        let (authority, base_path) = match self.base {
+            Some(base) => base,
+            None => split_api_base("api_base", provider.default_api_base())?,
+        };
+        let Fields { model, api_key_env, max_tokens, api_version, param_policy, .. } = self;
+        Ok(Endpoint { provider, model, api_key_env, authority, base_path, max_tokens, api_version, param_policy })
+    }
+}
+
 /// `https://api.example.com:8443/v1/` → (`api.example.com:8443`, `/v1`).
-fn split_api_base(base: &str) -> Result<(String, String), String> {
+fn split_api_base(name: &str, base: &str) -> Result<(String, String), String> {
     let rest = base
         .strip_prefix("https://")
         .or_else(|| base.strip_prefix("http://"))
-        .ok_or_else(|| format!("api_base {base:?} must start with http:// or https://"))?;
+        .ok_or_else(|| format!("{name} {base:?} must start with http:// or https://"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
     if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic() && b != b'@') {
-        return Err(format!("api_base {base:?} has no valid host"));
+        return Err(format!("{name} {base:?} has no valid host"));
     }
     if path.contains(['?', '#']) {
-        return Err(format!("api_base {base:?} must not contain a query or fragment"));
+        return Err(format!("{name} {base:?} must not contain a query or fragment"));
     }
     Ok((authority.to_string(), path.trim_end_matches('/').to_string()))
+}
+
+/// The schema and the providers as JSON (`switchyard schema`).
+pub fn schema_json() -> Value {
+    let keys: Vec<Value> = METADATA_KEYS.iter().map(|k| k.to_json()).collect();
+    let providers: Vec<Value> = provider_names()
+        .filter_map(Provider::from_name)
+        .map(|p| {
+            let format = match p {
+                Provider::OpenAi(_) => "openai",
+                other => other.name(),
+            };
+            let auth_header = match p.auth() {
+                AuthScheme::Bearer => "authorization",
+                AuthScheme::Header(name) => name,
+            };
+            json!({"name": p.name(), "format": format, "api_base": p.default_api_base(), "auth_header": auth_header})
+        })
+        .collect();
+    json!({"namespace": METADATA_NAMESPACE, "keys": keys, "providers": providers})
+}
+
+impl Key {
+    fn to_json(self) -> Value {
+        let kind = match self.kind {
+            Kind::Provider => "provider",
+            Kind::Text => "text",
+            Kind::Token { .. } => "token",
+            Kind::BaseUrl => "base_url",
+            Kind::PositiveInteger => "positive_integer",
+            Kind::NonNegativeNumber => "non_negative_number",
+            Kind::OneOf(_) => "enum",
+        };
+        let reader = match self.reader {
+            Reader::Filter => "filter",
+            Reader::SpendLedger => "spend_ledger",
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("name".into(), json!(self.name));
+        out.insert("kind".into(), json!(kind));
+        match self.kind {
+            Kind::OneOf(words) => {
+                out.insert("values".into(), json!(words));
+            }
+            Kind::Provider => {
+                out.insert("values".into(), json!(provider_names().collect::<Vec<_>>()));
+            }
+            Kind::Token { forbidden } if !forbidden.is_empty() => {
+                out.insert("forbidden".into(), json!(forbidden.chars().map(String::from).collect::<Vec<_>>()));
+            }
+            _ => {}
+        }
+        out.insert("required".into(), json!(self.required));
+        out.insert("read_by".into(), json!(reader));
+        out.insert("meaning".into(), json!(self.meaning));
+        Value::Object(out)
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +473,178 @@ mod tests {
 
     fn meta(pairs: &[(&str, &[u8])]) -> Vec<u8> {
         pairs::encode(pairs)
+    }
+
+    /// The JSON object as Envoy would hand it to the filter: strings as their bytes,
+    /// numbers as 8-byte doubles, booleans as one byte.
+    fn envoy_bytes(metadata: &Value) -> Vec<u8> {
+        let entries: Vec<(String, Vec<u8>)> = metadata
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Number(n) => n.as_f64().unwrap().to_le_bytes().to_vec(),
+                    Value::Bool(b) => vec![u8::from(*b)],
+                    other => panic!("no Envoy encoding for {other}"),
+                };
+                (k.clone(), bytes)
+            })
+            .collect();
+        pairs::encode(&entries)
+    }
+
+    #[test]
+    fn json_and_envoy_decoders_agree() {
+        // metadata → (provider, authority, base path) or the exact error, from both decoders.
+        let cases: Vec<(Value, Result<(&str, &str, &str), &str>)> = vec![
+            (json!({"provider": "openai"}), Ok(("openai", "api.openai.com", "/v1"))),
+            (json!({"provider": "anthropic", "max_tokens": 512}), Ok(("anthropic", "api.anthropic.com", ""))),
+            (json!({"provider": "anthropic", "max_tokens": "512"}), Ok(("anthropic", "api.anthropic.com", ""))),
+            (
+                json!({"provider": "mistral", "api_base": "http://127.0.0.1:8081/x/"}),
+                Ok(("mistral", "127.0.0.1:8081", "/x")),
+            ),
+            (json!({"provider": "openai", "model": "", "api_key_env": ""}), Ok(("openai", "api.openai.com", "/v1"))),
+            (
+                json!({"provider": "azure", "api_base": "https://r.openai.azure.com", "api_version": "2024-10-21",
+                    "unsupported_params": "drop"}),
+                Ok(("azure", "r.openai.azure.com", "")),
+            ),
+            (
+                json!({"provider": "openai", "input_cost_per_token": 3e-6, "output_cost_per_token": "0.000012",
+                    "cache_read_input_token_cost": 0, "cache_creation_input_token_cost": 3.75e-6}),
+                Ok(("openai", "api.openai.com", "/v1")),
+            ),
+            (json!({}), Err("endpoint metadata has no provider")),
+            (json!({"model": "x"}), Err("endpoint metadata has no provider")),
+            (json!({"provider": "carrier-pigeon"}), Err(r#"unknown provider "carrier-pigeon""#)),
+            (
+                json!({"provider": "openai", "api_base": "ftp://x"}),
+                Err(r#"api_base "ftp://x" must start with http:// or https://"#),
+            ),
+            (json!({"provider": "openai", "api_base": ""}), Err(r#"api_base "" must start with http:// or https://"#)),
+            (json!({"provider": "openai", "api_base": "https://"}), Err(r#"api_base "https://" has no valid host"#)),
+            (
+                json!({"provider": "openai", "api_base": "https://u@h/"}),
+                Err(r#"api_base "https://u@h/" has no valid host"#),
+            ),
+            (
+                json!({"provider": "openai", "api_base": "https://h/v1?x=1"}),
+                Err(r#"api_base "https://h/v1?x=1" must not contain a query or fragment"#),
+            ),
+            (json!({"provider": "openai", "max_tokens": 0}), Err("max_tokens must be a positive integer")),
+            (json!({"provider": "openai", "max_tokens": 1.5}), Err("max_tokens must be a positive integer")),
+            (json!({"provider": "openai", "max_tokens": "1.5"}), Err("max_tokens must be a positive integer")),
+            (json!({"provider": "openai", "max_tokens": 4294967296u64}), Err("max_tokens must be a positive integer")),
+            (json!({"provider": "openai", "max_tokens": true}), Err("max_tokens must be a positive integer")),
+            (json!({"provider": "openai", "max_tokens": "many"}), Err("max_tokens must be a positive integer")),
+            (
+                json!({"provider": "openai", "model": "gpt 4"}),
+                Err(r#"model "gpt 4" must be printable ASCII without spaces"#),
+            ),
+            (
+                json!({"provider": "openai", "model": "gpt-4\n"}),
+                Err(r#"model "gpt-4\n" must be printable ASCII without spaces"#),
+            ),
+            (
+                json!({"provider": "azure", "api_version": "2024-10-21&x=1"}),
+                Err(r#"api_version "2024-10-21&x=1" must be printable ASCII without spaces or any of / ? # & %"#),
+            ),
+            (
+                json!({"provider": "openai", "unsupported_params": "ignore"}),
+                Err(r#"unsupported_params must be default, drop or reject, not "ignore""#),
+            ),
+            (
+                json!({"provider": "openai", "input_cost_per_token": -1}),
+                Err("input_cost_per_token must be a number, 0 or more"),
+            ),
+            (
+                json!({"provider": "openai", "cache_read_input_token_cost": "free"}),
+                Err("cache_read_input_token_cost must be a number, 0 or more"),
+            ),
+        ];
+        for (metadata, expected) in cases {
+            let from_json = Endpoint::from_json(&metadata);
+            let from_envoy = Endpoint::from_metadata(&envoy_bytes(&metadata));
+            assert_eq!(from_json, from_envoy, "{metadata}");
+            let got = from_json.as_ref().map(|e| (e.provider.name(), e.authority.as_str(), e.base_path.as_str()));
+            assert_eq!(got.map_err(String::as_str), expected, "{metadata}");
+        }
+    }
+
+    #[test]
+    fn json_refuses_what_envoy_ignores_or_cannot_express() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([]), "endpoint metadata must be an object"),
+            (
+                json!({"provider": "openai", "api_key_evn": "K"}),
+                r#"unknown metadata key "api_key_evn" (known: provider, model, "#,
+            ),
+            (json!({"provider": 4}), "provider must be a string, not 4"),
+            (json!({"provider": "openai", "model": null}), "model must be a string, not null"),
+            (json!({"provider": "openai", "api_version": 2024}), "api_version must be a string, not 2024"),
+        ];
+        for (metadata, expected) in cases {
+            let err = Endpoint::from_json(&metadata).unwrap_err();
+            assert!(err.starts_with(expected), "{metadata}: {err}");
+        }
+        // The filter ignores keys it does not know: other consumers may add their own.
+        let labelled = meta(&[("provider", b"openai"), ("team", b"search")]);
+        assert!(Endpoint::from_metadata(&labelled).is_ok());
+    }
+
+    #[test]
+    fn schema_rows_are_consistent_and_each_decodes() {
+        for (i, key) in METADATA_KEYS.iter().enumerate() {
+            assert!(METADATA_KEYS.iter().skip(i + 1).all(|k| k.name != key.name), "{} twice", key.name);
+            assert!(!key.meaning.is_empty() && !key.meaning.contains('\n'), "{}", key.name);
+            assert_eq!(key.reader == Reader::Filter, key.field != Field::Other, "{}", key.name);
+            // A valid value of the row's kind reaches the filter's field (no kind/field mismatch).
+            let sample = match key.kind {
+                Kind::Provider => json!("openai"),
+                Kind::Text | Kind::Token { .. } => json!("x"),
+                Kind::BaseUrl => json!("https://h"),
+                Kind::PositiveInteger => json!(1),
+                Kind::NonNegativeNumber => json!(0.5),
+                Kind::OneOf(words) => json!(words[0]),
+            };
+            let metadata = json!({"provider": "openai", key.name: sample});
+            assert!(Endpoint::from_json(&metadata).is_ok(), "{metadata}");
+            assert!(Endpoint::from_metadata(&envoy_bytes(&metadata)).is_ok(), "{metadata}");
+        }
+        assert_eq!(METADATA_KEYS.iter().filter(|k| k.required).map(|k| k.name).collect::<Vec<_>>(), ["provider"]);
+        for word in PARAM_POLICIES {
+            assert!(ParamPolicy::from_name(word).is_some(), "{word}");
+        }
+    }
+
+    #[test]
+    fn every_provider_name_resolves_and_is_listed() {
+        let names: Vec<&str> = provider_names().collect();
+        for name in &names {
+            let provider = Provider::from_name(name).unwrap();
+            assert_eq!(provider.name(), *name);
+            assert!(split_api_base("api_base", provider.default_api_base()).is_ok(), "{name}");
+        }
+        assert!(names.starts_with(&["anthropic", "gemini", "openai"]) && names.contains(&"mistral"));
+        let schema = schema_json();
+        assert_eq!(schema["namespace"], "switchyard");
+        let listed: Vec<&str> =
+            schema["providers"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(listed, names);
+        assert_eq!(schema["keys"].as_array().unwrap().len(), METADATA_KEYS.len());
+        assert_eq!(schema["keys"][0]["values"].as_array().unwrap().len(), names.len());
+        assert_eq!(
+            schema["keys"][6],
+            json!({"name": "unsupported_params", "kind": "enum",
+            "values": ["default", "drop", "reject"], "required": false, "read_by": "filter",
+            "meaning": METADATA_KEYS[6].meaning})
+        );
+        let anthropic = &schema["providers"][0];
+        assert_eq!(anthropic["auth_header"], "x-api-key");
+        assert_eq!(schema["providers"][2]["auth_header"], "authorization");
     }
 
     #[test]
@@ -147,6 +676,7 @@ mod tests {
         assert_eq!(ep.max_tokens, Some(512));
         let ep = Endpoint::from_metadata(&meta(&[("provider", b"gemini")])).unwrap();
         assert_eq!((ep.authority.as_str(), ep.base_path.as_str()), ("generativelanguage.googleapis.com", ""));
+        assert_eq!(ep.param_policy, ParamPolicy::Default);
     }
 
     #[test]
@@ -161,24 +691,16 @@ mod tests {
 
     #[test]
     fn bad_metadata_is_an_error_not_a_panic() {
-        let cases: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![1, 2, 3],
-            meta(&[("model", b"x")]),
-            meta(&[("provider", b"carrier-pigeon")]),
-            meta(&[("provider", b"openai"), ("api_base", b"ftp://x")]),
-            meta(&[("provider", b"openai"), ("api_base", b"https://")]),
-            meta(&[("provider", b"openai"), ("api_base", b"https://u@h/")]),
-            meta(&[("provider", b"openai"), ("api_base", b"https://h/v1?x=1")]),
-            meta(&[("provider", b"openai"), ("max_tokens", b"0")]),
-            meta(&[("provider", b"openai"), ("max_tokens", b"1.5")]),
-            meta(&[("provider", &[0xff, 0xfe])]),
-            meta(&[("provider", b"openai"), ("model", b"gpt 4")]),
-            meta(&[("provider", b"azure"), ("api_version", b"2024-10-21&x=1")]),
-            meta(&[("provider", b"openai"), ("unsupported_params", b"ignore")]),
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![1, 2, 3], "endpoint metadata is malformed"),
+            (vec![], "endpoint metadata has no provider"),
+            (meta(&[("provider", &[0xff, 0xfe])]), "provider is not UTF-8"),
+            // A YAML number where text belongs reaches the filter as a double's bytes.
+            (meta(&[("provider", b"openai"), ("model", &4f64.to_le_bytes())]), "model \"\\0"),
         ];
-        for bytes in cases {
-            assert!(Endpoint::from_metadata(&bytes).is_err(), "{bytes:?}");
+        for (bytes, expected) in cases {
+            let err = Endpoint::from_metadata(&bytes).unwrap_err();
+            assert!(err.starts_with(expected), "{bytes:?}: {err}");
         }
     }
 }

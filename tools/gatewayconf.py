@@ -4,15 +4,21 @@
 it for a run (ports, the .wasm path, where the demo provider listens) or for a test
 (replacing the model groups with ones pointing at mock providers), and lints the
 invariants Envoy cannot check itself: every model the downstream filter serves has a
-route and a cluster, every endpoint's metadata names a known provider, and every key
-variable an endpoint names is passed to the VM.
+route and a cluster, every endpoint's metadata is what the filter accepts, every key
+variable an endpoint names is passed to the VM, and stream routes keep their stall
+detection.
+
+Endpoint metadata is checked by the filter's own code, not by rules copied here: the
+`switchyard` command line (`cli/`, `switchyard check-endpoints`) runs the schema in
+src/endpoint.rs. `make lint`, `make run` and `make test` build it first
+(`cargo build --release -p switchyard-cli`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,19 +32,8 @@ ROUTE_HEADER = "x-switchyard-model"
 STREAM_HEADER = "x-switchyard-stream"
 PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 METADATA_NAMESPACE = "switchyard"
-PRESETS_SOURCE = ROOT / "src" / "providers" / "openai" / "presets.rs"
-
-
-def _provider_names() -> set[str]:
-    """The adapters' names and every OpenAI-compatible preset's, read from the Rust
-    source so the lint never disagrees with the filter."""
-    presets = set(re.findall(r'name: "([a-z0-9_-]+)"', PRESETS_SOURCE.read_text()))
-    return {"anthropic", "gemini"} | presets
-
-
-PROVIDERS = _provider_names()
-METADATA_KEYS = {"provider", "model", "api_key_env", "api_base", "max_tokens", "api_version", "unsupported_params"}
-PARAM_POLICIES = {"default", "drop", "reject"}
+# The native command line built from cli/ (`switchyard check-endpoints`, `switchyard schema`).
+CLI = ROOT / "target" / "release" / "switchyard"
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # Request headers the route table must strip before a request leaves for a provider:
 # client credentials and addresses, provider settings only adapters may set
@@ -261,8 +256,28 @@ def _merge(base: dict, overrides: dict) -> None:
 # --- lint -------------------------------------------------------------------------
 
 
-def lint(doc: dict) -> list[str]:
-    """Invariants Envoy does not check; an empty list means consistent."""
+def check_endpoints(metadata: list[dict], cli: Path = CLI) -> list[str | None]:
+    """Checks endpoint metadata objects by the filter's own rules (src/endpoint.rs, through
+    `switchyard check-endpoints`): per object, None if the filter accepts it, else why not.
+    Unknown keys are refused (the filter would ignore them: here they are typos)."""
+    if not metadata:
+        return []
+    if not Path(cli).is_file():
+        raise FileNotFoundError(f"{cli} is missing: build it with `cargo build --locked --release -p switchyard-cli` "
+                                "(make lint, make run and make test do)")
+    # YAML scalars PyYAML types and Envoy keeps as text (an unquoted 2024-10-21 is a date
+    # to one and a string to the other) go over as strings.
+    result = subprocess.run([str(cli), "check-endpoints"], input=json.dumps(metadata, default=str),
+                            capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    if result.returncode not in (0, 1) or len(lines) != len(metadata):
+        raise RuntimeError(f"{cli} check-endpoints failed (exit {result.returncode}): {result.stderr.strip()}")
+    return [None if r["ok"] else r["error"] for r in map(json.loads, lines)]
+
+
+def lint(doc: dict, cli: Path = CLI) -> list[str]:
+    """Invariants Envoy does not check; an empty list means consistent. `cli` is the
+    `switchyard` binary that checks endpoint metadata."""
     problems = []
     removed = set(_hcm(doc)["route_config"]["virtual_hosts"][0].get("request_headers_to_remove", []))
     if MUST_REMOVE - removed:
@@ -285,6 +300,14 @@ def lint(doc: dict) -> list[str]:
             problems.append(f"route for model {model!r} must be named {model!r} (the access log reports it)")
         table[model] = r.get("route", {}).get("cluster")
         route_actions.setdefault(model, []).append(r.get("route", {}))
+        # Route-level retry_policy replaces the virtual host's (Envoy merges nothing).
+        retry = r.get("route", {}).get("retry_policy", vhost.get("retry_policy")) or {}
+        if table is stream_routed and _duration_set(retry.get("per_try_timeout")):
+            problems.append(
+                f"stream route for {model!r}: its retry_policy must not set per_try_timeout (use per_try_idle_timeout "
+                "alone): when a per-try timeout expires after the response has started, Envoy ignores it but deletes "
+                "the attempt's per_try_idle_timeout timer, so a stream that runs past it and then stalls is never cut "
+                "(Envoy's UpstreamRequest::onPerTryTimeout)")
     for model, cluster_name in stream_routed.items():
         if routed.get(model) != cluster_name:
             problems.append(f"the stream route for {model!r} must go to the same cluster as its other route")
@@ -300,6 +323,7 @@ def lint(doc: dict) -> list[str]:
     if len(set(vm_configs)) > 1:
         problems.append("the Wasm filters' vm_config differ, so they will not share one VM per worker")
     names = {c["name"] for c in doc["static_resources"]["clusters"]}
+    checked = []  # (where, metadata) of every endpoint, checked in one call below
     for model, cluster_name in routed.items():
         if cluster_name not in names:
             problems.append(f"route for {model!r} points at missing cluster {cluster_name!r}")
@@ -323,24 +347,37 @@ def lint(doc: dict) -> list[str]:
             if meta is None:
                 problems.append(f"{where}: no filter_metadata.{METADATA_NAMESPACE}")
                 continue
-            if meta.get("provider") not in PROVIDERS:
-                problems.append(f"{where}: provider {meta.get('provider')!r} is not one of {sorted(PROVIDERS)}")
-            unknown = set(meta) - METADATA_KEYS
-            if unknown:
-                problems.append(f"{where}: unknown metadata keys {sorted(unknown)}")
-            policy = meta.get("unsupported_params", "default")
-            if policy not in PARAM_POLICIES:
-                problems.append(f"{where}: unsupported_params {policy!r} is not one of {sorted(PARAM_POLICIES)}")
+            checked.append((where, meta))
             key_env = meta.get("api_key_env")
             if key_env and not all(key_env in keys for keys in env_keys):
                 problems.append(f"{where}: api_key_env {key_env} is not in every filter's host_env_keys")
+    for (where, _), error in zip(checked, check_endpoints([meta for _, meta in checked], cli)):
+        if error:
+            problems.append(f"{where}: {error}")
     return problems
 
 
+def _duration_set(value) -> bool:
+    """A protobuf Duration as YAML writes it ("300s", "0.5s", {seconds: 1}); 0 means unset."""
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return bool(value.get("seconds") or value.get("nanos"))
+    try:
+        return float(str(value).removesuffix("s")) != 0
+    except ValueError:
+        return True
+
+
 if __name__ == "__main__":
+    import argparse
     import sys
 
-    issues = lint(load(Path(sys.argv[1]) if len(sys.argv) > 1 else SHIPPED))
+    parser = argparse.ArgumentParser(description="Lint a Switchyard Envoy config.")
+    parser.add_argument("config", nargs="?", type=Path, default=SHIPPED)
+    parser.add_argument("--switchyard", type=Path, default=CLI, help="the switchyard binary (cli/)")
+    args = parser.parse_args()
+    issues = lint(load(args.config), args.switchyard)
     for issue in issues:
         print(issue)
     sys.exit(1 if issues else 0)

@@ -49,7 +49,7 @@ def test_lint_catches_inconsistencies():
     problems = "\n".join(gatewayconf.lint(doc))
     assert "'orphan' is served by the filter but has no route" in problems
     assert "'demo' is served by the filter but has no route" in problems
-    assert "provider 'nonsense'" in problems
+    assert 'unknown provider "nonsense"' in problems
     assert "NOT_PASSED_TO_VM" in problems
     assert "must remove ['authorization']" in problems
     assert "route for 'gpt-4o-mini': its cluster has fallback priorities" in problems
