@@ -83,6 +83,19 @@ fn request_is_translated_for_the_endpoint_provider() {
 }
 
 #[test]
+fn adjusted_params_are_reported_with_their_values() {
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.5});
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &body);
+    let (mut ex, _) = send_request(&host);
+    let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(sent["temperature"], 1.0);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "503".into())];
+    assert_eq!(ex.on_response_headers(&host, true), Flow::Continue);
+    assert_eq!(host.response_header_value(ADJUSTED_PARAMS_HEADER).as_deref(), Some("temperature=1"));
+    assert_eq!(host.response_header_value(DROPPED_PARAMS_HEADER), None);
+}
+
+#[test]
 fn response_is_translated_and_dropped_params_reported() {
     let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "sk-ant-test")], &chat());
     let (mut ex, _) = send_request(&host);
