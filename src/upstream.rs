@@ -175,7 +175,7 @@ impl UpstreamExchange {
             count(host, &format!("attempt_errors.{}.{status}", endpoint.provider.name()));
         }
         let adapter = endpoint.provider.adapter();
-        self.handling = adapter.response_handling(endpoint, self.operation, status, self.stream);
+        self.handling = adapter.response_handling(endpoint, self.operation, status, self.stream, &self.facts);
         match self.handling {
             ResponseHandling::PassThrough => {
                 if status == RATE_LIMITED {

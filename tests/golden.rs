@@ -325,9 +325,19 @@ fn gemini_golden() {
 /// OpenAI-compatible presets: only where they depart from OpenAI.
 #[test]
 fn preset_golden() {
-    for preset in
-        ["azure", "mistral", "groq", "deepseek", "together", "fireworks", "perplexity", "ollama", "openrouter", "vllm"]
-    {
+    for preset in [
+        "azure",
+        "mistral",
+        "groq",
+        "deepseek",
+        "together",
+        "fireworks",
+        "perplexity",
+        "ollama",
+        "openrouter",
+        "vllm",
+        "xai",
+    ] {
         let dir = fixtures().join(preset);
         assert!(dir.is_dir(), "no fixtures for {preset}");
         assert_golden(preset, 1, 0, 0);

@@ -1,4 +1,4 @@
-//! Anthropic Messages API (PROVIDERS.md §3).
+//! Anthropic Messages API (docs/providers/anthropic.md).
 //!
 //! Request: system/developer messages become top-level `system`; tool calls and tool
 //! results become `tool_use`/`tool_result` blocks; consecutive turns of one role merge;
@@ -69,7 +69,14 @@ impl ProviderAdapter for Anthropic {
         })
     }
 
-    fn response_handling(&self, _endpoint: &Endpoint, _op: Operation, status: u16, stream: bool) -> ResponseHandling {
+    fn response_handling(
+        &self,
+        _endpoint: &Endpoint,
+        _op: Operation,
+        status: u16,
+        stream: bool,
+        _facts: &RequestFacts,
+    ) -> ResponseHandling {
         handling_for(status, stream, ResponseHandling::Translate)
     }
 
@@ -566,7 +573,7 @@ struct Converted<'r> {
     history_tool_names: Vec<&'r str>,
 }
 
-/// PROVIDERS.md §3.3. System and developer messages are all hoisted into `system`
+/// docs/providers/anthropic.md#message-conversion. System and developer messages are all hoisted into `system`
 /// (Anthropic has no other slot for them), in order.
 fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, GatewayError> {
     let mut system = Vec::new();

@@ -1,4 +1,4 @@
-//! Google Gemini API (AI Studio keys; PROVIDERS.md §4): `generateContent`,
+//! Google Gemini API (AI Studio keys; docs/providers/gemini.md): `generateContent`,
 //! `streamGenerateContent?alt=sse`, `embedContent` and `batchEmbedContents`.
 //!
 //! Gemini keys function results by name, not id: names are recovered from the history's
@@ -6,12 +6,18 @@
 //! may attach a thought signature to a call that must come back with it (Gemini 3):
 //! the signature travels inside the OpenAI tool-call id (`<id>__thought__<signature>`),
 //! which clients echo unchanged.
+//!
+//! What each model takes (thinking budgets or levels, sampling ranges) comes from the
+//! rules table ([`super::models`]), resolved by the deployment's `unsupported_params`
+//! policy. Clients of the deprecated `functions` interface ([`crate::legacy`]) get their
+//! answer in its shape: one `function_call`, finish reason `function_call`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
+use super::models::{self, ModelRules, Reasoning};
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
     handling_for, minted_call_id, parse_data_url, provider_error, tool_arguments, ErrorDetails, Impact,
@@ -22,6 +28,7 @@ use crate::codec::base64;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorType, GatewayError};
 use crate::json::{compact, parse_request};
+use crate::legacy;
 use crate::operation::Operation;
 use crate::schema::gemini::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content as GContent, EmbedContent,
@@ -61,7 +68,14 @@ impl ProviderAdapter for Gemini {
         }
     }
 
-    fn response_handling(&self, _endpoint: &Endpoint, _op: Operation, status: u16, stream: bool) -> ResponseHandling {
+    fn response_handling(
+        &self,
+        _endpoint: &Endpoint,
+        _op: Operation,
+        status: u16,
+        stream: bool,
+        _facts: &RequestFacts,
+    ) -> ResponseHandling {
         handling_for(status, stream, ResponseHandling::Translate)
     }
 
@@ -87,25 +101,156 @@ impl ProviderAdapter for Gemini {
 // ---------------------------------------------------------------------------------
 // Chat requests.
 
-/// Thinking budgets per `reasoning_effort` (the values LiteLLM uses, except
-/// `minimal`). Unlike Anthropic's, Gemini 2.5 models think by default, so `minimal`
-/// needs a small budget rather than none: 512 is inside every 2.5 model's range
-/// (Pro 128–32768, Flash 0–24576, Flash-Lite 512–24576). `none` turns thinking off
-/// where the model allows it (budget 0).
-fn thinking_budget(effort: &str) -> Result<u32, GatewayError> {
-    match effort {
-        "none" => Ok(0),
-        "minimal" => Ok(512),
-        "low" => Ok(1024),
-        "medium" => Ok(2048),
-        "high" => Ok(4096),
-        "xhigh" => Ok(8192),
-        other => Err(GatewayError::invalid(
-            "reasoning_effort",
-            format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
-        )),
+/// What `reasoning_effort` asks for, least thinking first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    XHigh,
+}
+
+impl Effort {
+    fn parse(effort: &str) -> Result<Effort, GatewayError> {
+        match effort {
+            "none" => Ok(Effort::None),
+            "minimal" => Ok(Effort::Minimal),
+            "low" => Ok(Effort::Low),
+            "medium" => Ok(Effort::Medium),
+            "high" => Ok(Effort::High),
+            "xhigh" => Ok(Effort::XHigh),
+            other => Err(GatewayError::invalid(
+                "reasoning_effort",
+                format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Effort::None => "none",
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+        }
+    }
+
+    /// Thinking budgets of the budget form (the values LiteLLM uses, except `minimal`).
+    /// Unlike Claude, Gemini 2.5 models think by default, so `minimal` needs a small budget
+    /// rather than none; `none` is budget 0, which turns thinking off where the model
+    /// allows it.
+    fn budget(self) -> u32 {
+        match self {
+            Effort::None => 0,
+            Effort::Minimal => 512,
+            Effort::Low => 1024,
+            Effort::Medium => 2048,
+            Effort::High => 4096,
+            Effort::XHigh => 8192,
+        }
+    }
+
+    /// `thinkingLevel` as the API spells it (`ThinkingConfig.ThinkingLevel`).
+    fn api_level(self) -> Option<&'static str> {
+        match self {
+            Effort::None => None,
+            Effort::Minimal => Some("MINIMAL"),
+            Effort::Low => Some("LOW"),
+            Effort::Medium => Some("MEDIUM"),
+            Effort::High => Some("HIGH"),
+            Effort::XHigh => Some("XHIGH"),
+        }
     }
 }
+
+/// `thinkingConfig` for `reasoning_effort` on a model with `rules`
+/// (docs/providers/gemini.md#reasoning-models): a budget within the model's range or a
+/// level it takes. What the model cannot take as asked is adjusted to the nearest value
+/// it can (`reasoning_effort=<sent>` in the adjusted parameters), or refused under the
+/// `reject` policy; on a model that cannot think, a request to think is dropped.
+fn plan_thinking(
+    ctx: &RequestContext,
+    rules: &ModelRules,
+    effort: Option<&str>,
+    report: &mut Report,
+) -> Result<Option<ThinkingConfig>, GatewayError> {
+    let Some(effort) = effort.map(Effort::parse).transpose()? else { return Ok(None) };
+    let family = rules.family;
+    match rules.reasoning {
+        Reasoning::GeminiBudget { min, max, can_disable } => {
+            let asked = effort.budget();
+            let budget = match asked {
+                0 if can_disable => 0,
+                0 => min,
+                b => b.max(min).min(max),
+            };
+            if budget != asked {
+                let detail = if asked == 0 {
+                    format!("{family} cannot turn thinking off; the smallest thinking budget is {min} tokens.")
+                } else {
+                    format!("the thinking budgets of {family} range from {min} to {max} tokens.")
+                };
+                ctx.adjust("reasoning_effort", &format!("thinkingBudget {budget}"), &detail, &mut report.adjusted)?;
+            }
+            Ok(Some(ThinkingConfig {
+                thinking_budget: Some(budget),
+                thinking_level: None,
+                include_thoughts: budget > 0,
+            }))
+        }
+        Reasoning::GeminiLevel { levels } => {
+            let levels: Vec<Effort> =
+                levels.iter().filter_map(|l| Effort::parse(l).ok()).filter(|l| *l != Effort::None).collect();
+            // The lowest level when thinking cannot be turned off; else the level asked, or
+            // the next higher one the model has, or its highest.
+            let level = match effort {
+                Effort::None => levels.first(),
+                asked => levels.iter().find(|l| **l >= asked).or(levels.last()),
+            };
+            let Some(&level) = level else { return Ok(None) };
+            if level != effort {
+                let detail = if effort == Effort::None {
+                    format!("{family} cannot turn thinking off; the lowest thinking level is {}.", level.name())
+                } else {
+                    let names: Vec<&str> = levels.iter().map(|l| l.name()).collect();
+                    format!("the thinking levels of {family} are {}.", names.join(", "))
+                };
+                ctx.adjust("reasoning_effort", level.name(), &detail, &mut report.adjusted)?;
+            }
+            Ok(Some(ThinkingConfig {
+                thinking_budget: None,
+                thinking_level: level.api_level(),
+                include_thoughts: true,
+            }))
+        }
+        // Unsupported, or another provider's form (a misplaced row): nothing to send.
+        _ => {
+            if effort != Effort::None {
+                let detail = format!("{family} cannot think.");
+                ctx.unsupported("reasoning_effort", Impact::Sampling, &detail, &mut report.dropped)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The parameters a request was sent without, or with other values, for the answer's
+/// headers.
+#[derive(Default)]
+struct Report {
+    dropped: Vec<String>,
+    adjusted: Vec<String>,
+}
+
+/// Google's documented stand-in for a thought signature Gemini never issued
+/// (ai.google.dev/gemini-api/docs/thought-signatures, FAQ): sent on function calls whose
+/// signature could not come back, i.e. the deprecated `function_call`, which has no id to
+/// carry it.
+const DUMMY_SIGNATURE: &str = "skip_thought_signature_validator";
 
 /// Gemini's documented range for `generationConfig.logprobs`.
 const MAX_TOP_LOGPROBS: u32 = 20;
@@ -126,7 +271,7 @@ fn model_path_segment(model: &str) -> Result<&str, GatewayError> {
     Ok(model)
 }
 
-/// `responseLogprobs` and `logprobs` (PROVIDERS.md §4.2): OpenAI's `top_logprobs`
+/// `responseLogprobs` and `logprobs` (docs/providers/gemini.md#request-mapping): OpenAI's `top_logprobs`
 /// needs `logprobs: true`, and Gemini takes at most 20 alternatives.
 fn logprob_settings(req: &ChatRequest) -> Result<(Option<bool>, Option<u32>), GatewayError> {
     match (req.logprobs, req.top_logprobs) {
@@ -169,28 +314,41 @@ fn parameters_schema(schema: Option<&RawValue>) -> Option<&RawValue> {
 }
 
 fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> Result<UpstreamRequest, GatewayError> {
-    let req: ChatRequest = parse_request(body)?;
-    let mut dropped = Vec::new();
+    let mut req: ChatRequest = parse_request(body)?;
+    let mut legacy_history = LegacyHistory::of(&req.messages);
+    facts.legacy_functions = legacy::normalize(&mut req);
+    let model = model_path_segment(ctx.endpoint.model_or(&req.model))?;
+    let rules = models::rules(NAME, model);
+    let mut report = Report::default();
+    let dropped = &mut report.dropped;
     let mut n = req.n.filter(|n| *n > 1);
     if n.is_some() && req.stream {
-        ctx.unsupported("n", Impact::Semantic, "several choices cannot be streamed from Gemini.", &mut dropped)?;
+        ctx.unsupported("n", Impact::Semantic, "several choices cannot be streamed from Gemini.", dropped)?;
         n = None;
     }
     let (response_logprobs, top_logprobs) = logprob_settings(&req)?;
     for (name, present) in [("user", req.user.is_some()), ("parallel_tool_calls", req.parallel_tool_calls.is_some())] {
         if present {
-            ctx.unsupported(name, Impact::Sampling, "Gemini has no such setting.", &mut dropped)?;
+            ctx.unsupported(name, Impact::Sampling, "Gemini has no such setting.", dropped)?;
         }
     }
     let mut seed = req.seed;
     if seed.is_some_and(|s| i32::try_from(s).is_err()) {
-        ctx.unsupported("seed", Impact::Sampling, "Gemini seeds are 32-bit integers.", &mut dropped)?;
+        ctx.unsupported("seed", Impact::Sampling, "Gemini seeds are 32-bit integers.", dropped)?;
         seed = None;
     }
     // `top_k` is a common extension (LiteLLM, vLLM) that Gemini has.
     let top_k = req.top_k.map(|k| k.min(INT32_MAX));
     for (name, _) in &req.other {
-        ctx.unsupported(name, Impact::Sampling, "Gemini has no such setting.", &mut dropped)?;
+        ctx.unsupported(name, Impact::Sampling, "Gemini has no such setting.", dropped)?;
+    }
+    // OpenAI's range too, so only a client that skipped validation exceeds it.
+    let mut temperature = req.temperature;
+    if temperature.is_some_and(|t| t > rules.temperature_max) {
+        let max = rules.temperature_max;
+        let detail = format!("the temperature range of {} is 0 to {max}.", rules.family);
+        ctx.adjust("temperature", &max.to_string(), &detail, &mut report.adjusted)?;
+        temperature = Some(max);
     }
     // Gemini refuses empty stop sequences; they stop nothing anyway.
     let stop: Vec<&str> =
@@ -199,8 +357,12 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
         return Err(GatewayError::invalid("stop", "Invalid 'stop': Gemini accepts at most 5 stop sequences."));
     }
 
-    let converted = convert_messages(&req.messages)?;
-    let budget = req.reasoning_effort.as_deref().map(thinking_budget).transpose()?;
+    // Gemini 3 (the models taking thinking levels) checks thought signatures.
+    if !matches!(rules.reasoning, Reasoning::GeminiLevel { .. }) {
+        legacy_history.calls.clear();
+    }
+    let converted = convert_messages(&req.messages, &legacy_history)?;
+    let thinking_config = plan_thinking(ctx, rules, req.reasoning_effort.as_deref(), &mut report)?;
     let declarations: Vec<FunctionDeclaration> = req
         .tools
         .iter()
@@ -246,14 +408,13 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
         }
         _ => (None, None),
     };
-    let model = model_path_segment(ctx.endpoint.model_or(&req.model))?;
     let request = GenerateContentRequest {
         contents: converted.contents,
         system_instruction: (!converted.system.is_empty()).then_some(SystemInstruction { parts: converted.system }),
         tools: if declarations.is_empty() { Vec::new() } else { vec![Tool { function_declarations: declarations }] },
         tool_config,
         generation_config: GenerationConfig {
-            temperature: req.temperature,
+            temperature,
             top_p: req.top_p,
             top_k,
             // An upper bound: clamping to Gemini's int32 changes nothing.
@@ -267,7 +428,7 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
             response_json_schema,
             response_logprobs,
             logprobs: top_logprobs,
-            thinking_config: budget.map(|b| ThinkingConfig { thinking_budget: b, include_thoughts: b > 0 }),
+            thinking_config,
         },
     };
     let body = serde_json::to_vec(&request)
@@ -278,8 +439,8 @@ fn chat_request(ctx: &RequestContext, body: &[u8], facts: &mut RequestFacts) -> 
         path: format!("{}/v1beta/models/{model}:{method}", ctx.endpoint.base_path),
         body: Some(body),
         headers: Vec::new(),
-        dropped_params: dropped,
-        adjusted_params: Vec::new(),
+        dropped_params: report.dropped,
+        adjusted_params: report.adjusted,
         stream: req.stream,
         include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
     })
@@ -290,10 +451,34 @@ struct Converted<'r> {
     contents: Vec<GContent<'r>>,
 }
 
-/// PROVIDERS.md §4.2: all system/developer text into `systemInstruction`; assistant
+/// Which messages (by index) used the deprecated interface, before [`legacy::normalize`]
+/// rewrote them into tool calls and results.
+#[derive(Debug, Default)]
+struct LegacyHistory {
+    /// Assistant messages with a `function_call`: it has no id, so no thought signature
+    /// can have come back with it.
+    calls: Vec<usize>,
+    /// `role: "function"` results, which name their function instead of a call id.
+    results: Vec<usize>,
+}
+
+impl LegacyHistory {
+    fn of(messages: &[Message<'_>]) -> LegacyHistory {
+        let indexes = |keep: &dyn Fn(&Message) -> bool| {
+            messages.iter().enumerate().filter(|(_, m)| keep(m)).map(|(i, _)| i).collect::<Vec<usize>>()
+        };
+        LegacyHistory {
+            calls: indexes(&|m| m.role == Role::Assistant && m.function_call.is_some()),
+            results: indexes(&|m| m.role == Role::Function),
+        }
+    }
+}
+
+/// docs/providers/gemini.md#request-mapping: all system/developer text into `systemInstruction`; assistant
 /// turns as `model`; tool results as `functionResponse` parts (named from the call they
-/// answer) in a `user` turn; consecutive turns of one role merged.
-fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, GatewayError> {
+/// answer) in a `user` turn; consecutive turns of one role merged. Calls of the messages
+/// in `legacy.calls` that carry no thought signature get Google's dummy.
+fn convert_messages<'r>(messages: &'r [Message<'_>], legacy: &LegacyHistory) -> Result<Converted<'r>, GatewayError> {
     let mut system = Vec::new();
     let mut contents: Vec<GContent<'r>> = Vec::with_capacity(messages.len());
     let mut call_names: BTreeMap<&'r str, &'r str> = BTreeMap::new();
@@ -326,7 +511,10 @@ fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, Ga
                         )
                     })?;
                     call_names.insert(&call.id, &call.function.name);
-                    let (id, signature) = split_call_id(&call.id);
+                    let (id, mut signature) = split_call_id(&call.id);
+                    if signature.is_none() && legacy.calls.contains(&i) {
+                        signature = Some(DUMMY_SIGNATURE);
+                    }
                     parts.push(Part {
                         function_call: Some(FunctionCall { name: &call.function.name, args, id }),
                         thought_signature: signature,
@@ -337,13 +525,19 @@ fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, Ga
                     push(&mut contents, "model", parts);
                 }
             }
-            Role::Tool => {
+            // `function` messages are `tool` messages by now (legacy::normalize).
+            Role::Tool | Role::Function => {
                 let call_id = message.tool_call_id.as_deref().unwrap_or_default();
-                let name = call_names.get(call_id).copied().ok_or_else(|| {
-                    GatewayError::invalid(
+                let name = call_names.get(call_id).copied().ok_or_else(|| match message.name.as_deref() {
+                    // A deprecated `function` message: its id is the gateway's, its name the client's.
+                    Some(name) if legacy.results.contains(&i) => GatewayError::invalid(
+                        format!("messages[{i}].name"),
+                        format!("Invalid 'messages[{i}]': no earlier assistant message has a function_call to {name:?} that this function result answers; Gemini needs the call before its result."),
+                    ),
+                    _ => GatewayError::invalid(
                         format!("messages[{i}].tool_call_id"),
                         format!("Invalid 'messages[{i}].tool_call_id': no earlier assistant message has a tool call with id {call_id:?}; Gemini needs the function's name."),
-                    )
+                    ),
                 })?;
                 let (id, _) = split_call_id(call_id);
                 let response = function_output(message.content.as_ref());
@@ -352,12 +546,6 @@ fn convert_messages<'r>(messages: &'r [Message<'_>]) -> Result<Converted<'r>, Ga
                     "user",
                     vec![Part { function_response: Some(FunctionResponse { name, response, id }), ..Part::default() }],
                 );
-            }
-            Role::Function => {
-                return Err(GatewayError::invalid(
-                    format!("messages[{i}].role"),
-                    "Invalid value for 'role': legacy 'function' messages are not supported; use 'tool' messages.",
-                ));
             }
         }
     }
@@ -535,7 +723,7 @@ pub(crate) fn finish_reason(reason: Option<&str>) -> FinishReason {
     }
 }
 
-/// Gemini's abnormal ends (PROVIDERS.md §4.5, §10.2 note 3): reported as `stop` when
+/// Gemini's abnormal ends (docs/providers/gemini.md#finish-reasons, docs/providers/gateway-rules.md#abnormal-terminations): reported as `stop` when
 /// the candidate still carries content or calls, as an error when it carries nothing.
 pub(crate) fn is_abnormal_finish(reason: Option<&str>) -> bool {
     matches!(
@@ -572,7 +760,7 @@ pub(crate) fn empty_abnormal_answer(api_key: Option<&str>, reason: &str) -> Gate
     )
 }
 
-/// PROVIDERS.md §4.3: thoughts are not in `candidatesTokenCount`, cached tokens are in
+/// docs/providers/gemini.md#usage: thoughts are not in `candidatesTokenCount`, cached tokens are in
 /// `promptTokenCount`.
 pub(crate) fn usage(u: &UsageMetadata) -> Usage {
     let prompt = u.prompt_token_count.saturating_add(u.tool_use_prompt_token_count);
@@ -635,12 +823,26 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
             }
         }
         // Gemini says STOP when it calls functions.
-        let finish = if tool_calls.is_empty() {
+        let mut finish = if tool_calls.is_empty() {
             finish_reason(candidate.finish_reason.as_deref())
         } else {
             FinishReason::ToolCalls
         };
         let empty = texts.is_empty() && tool_calls.is_empty();
+        // A client of the legacy interface reads one `function_call`; Gemini has no switch
+        // against parallel calls, so any others are left out.
+        let function_call = if ctx.request.legacy_functions && !tool_calls.is_empty() {
+            if tool_calls.len() > 1 {
+                log::warn!(
+                    "gemini: {} function calls for a client of the deprecated functions interface; it gets the first",
+                    tool_calls.len()
+                );
+            }
+            finish = FinishReason::FunctionCall;
+            Some(tool_calls.remove(0).function)
+        } else {
+            None
+        };
         match candidate.finish_reason.as_deref() {
             Some(reason) if empty && is_abnormal_finish(Some(reason)) => {
                 empty_abnormal = empty_abnormal.or(Some(reason));
@@ -653,9 +855,9 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
                 role: "assistant",
                 content: join(texts),
                 refusal: None,
-                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                tool_calls: (!tool_calls.is_empty() && function_call.is_none()).then_some(tool_calls),
                 thinking_blocks: None,
-                function_call: None,
+                function_call,
                 reasoning_content: join(thoughts),
             },
             logprobs: candidate.logprobs_result.and_then(|raw| choice_logprobs(raw.get())),
@@ -703,7 +905,7 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
 }
 
 // ---------------------------------------------------------------------------------
-// Log probabilities (PROVIDERS.md §4.3).
+// Log probabilities (docs/providers/gemini.md#log-probabilities).
 
 /// OpenAI's stand-in for a token too unlikely to have a finite log probability.
 const UNLIKELY_LOGPROB: f64 = -9999.0;
@@ -803,7 +1005,7 @@ fn rpc_http_status(status: &str) -> Option<u16> {
     })
 }
 
-/// Google's RPC status errors (PROVIDERS.md §4.7). An invalid key is a 400 with reason
+/// Google's RPC status errors (docs/providers/gemini.md#errors). An invalid key is a 400 with reason
 /// `API_KEY_INVALID` at Google; clients should see a 401. `status` 0 (mid-stream) or
 /// 200 (an error under a success status) defers to the body's `code`/`status`.
 pub(crate) fn translate_error(api_key: Option<&str>, status: u16, body: &[u8]) -> GatewayError {

@@ -255,8 +255,16 @@ pub trait ProviderAdapter: Sync {
         facts: &mut RequestFacts,
     ) -> Result<UpstreamRequest, GatewayError>;
     /// Decided from the status line, before any body arrives. Errors are never
-    /// streamed: they come whole, before the first byte reaches the client.
-    fn response_handling(&self, endpoint: &Endpoint, op: Operation, status: u16, stream: bool) -> ResponseHandling;
+    /// streamed: they come whole, before the first byte reaches the client. `facts` are
+    /// what `request` recorded (an answer to a legacy request may need reading).
+    fn response_handling(
+        &self,
+        endpoint: &Endpoint,
+        op: Operation,
+        status: u16,
+        stream: bool,
+        facts: &RequestFacts,
+    ) -> ResponseHandling;
     /// The provider's complete response (success or error) → OpenAI's shape.
     fn response(&self, ctx: &ResponseContext, op: Operation, status: u16, body: &[u8]) -> TranslatedResponse;
     /// A translator for a successful streamed response.
@@ -281,7 +289,7 @@ pub fn unsupported_operation(provider: &'static str, op: Operation) -> GatewayEr
 }
 
 /// The canonical mapping from a provider's HTTP status to the status, type and code the
-/// client sees (PROVIDERS.md §10.3). Adapters refine `code` from the provider's body.
+/// client sees (docs/providers/gateway-rules.md#error-status-mapping). Adapters refine `code` from the provider's body.
 pub fn canonical_error(status: u16) -> (u16, ErrorType, Option<&'static str>) {
     match status {
         400 | 422 => (400, ErrorType::InvalidRequest, None),

@@ -206,6 +206,394 @@ end with a user message.\" (release notes 2026-02-05; anomalyco/opencode#13768);
             ..CLAUDE_4_1
         },
     },
+    // --- OpenAI-compatible (docs/providers/openai-compatible.md#reasoning-models) ---
+    // Applied by the OpenAI adapter as edits of the client's body (src/providers/openai.rs,
+    // `model_rules`): a refused `max_tokens` is sent as `max_completion_tokens` (an
+    // adjustment); other refused parameters are dropped or refused by the policy;
+    // `Sampling::DefaultOnly` removes `temperature`/`top_p` (reported unless 1). GPT-5.1
+    // and GPT-5.2 also take `temperature`, `top_p` and `logprobs` when they do not reason
+    // (`reasoning_effort: "none"`, their default): see `samples_without_reasoning` there.
+    //
+    // OpenAI's reasoning models, on OpenAI and on Azure OpenAI (the same models, and the
+    // same list of unsupported parameters on both).
+    Row {
+        providers: &["openai", "azure"],
+        pattern: Pattern::Prefixes(&["gpt-5-chat"]),
+        rules: ModelRules {
+            family: "GPT-5 Chat",
+            source: "not a reasoning model: takes temperature like GPT-4o (BerriAI/litellm#13781, \
+learnku.com/articles/90544); kept out of the GPT-5 row below",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["openai", "azure"],
+        pattern: Pattern::Prefixes(&["o1-mini", "o1-preview"]),
+        rules: ModelRules {
+            family: "OpenAI o1-mini and o1-preview",
+            sampling: Sampling::DefaultOnly,
+            reasoning: Reasoning::Unsupported,
+            refuses: &[
+                ("max_tokens", Impact::Semantic),
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("logprobs", Impact::Semantic),
+                ("top_logprobs", Impact::Semantic),
+                ("logit_bias", Impact::Sampling),
+            ],
+            source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\": temperature, \
+top_p, presence_penalty, frequency_penalty, logprobs, top_logprobs, logit_bias, max_tokens; reasoning_effort for all \
+reasoning models except o1-mini; o1-preview has no reasoning effort); OpenAI's 400 \"Unsupported parameter: \
+'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.\"",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["openai", "azure"],
+        // o3-mini takes `stop` (openai-python 3.54 names only o3 and o4-mini; huggingface/smolagents#2366).
+        pattern: Pattern::Prefixes(&["o3-mini", "o1"]),
+        rules: ModelRules {
+            family: "OpenAI o1 and o3-mini",
+            sampling: Sampling::DefaultOnly,
+            refuses: &[
+                ("max_tokens", Impact::Semantic),
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("logprobs", Impact::Semantic),
+                ("top_logprobs", Impact::Semantic),
+                ("logit_bias", Impact::Sampling),
+            ],
+            source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\" list; \"Reasoning \
+models will only work with the max_completion_tokens parameter\"); openai-python 3.54 completion_create_params.py \
+(max_tokens \"not compatible with o-series models\"); OpenAI's 400s \"Unsupported parameter: 'temperature' is not \
+supported with this model.\" (openai/openai-python#2104, o3-mini) and \"Unsupported parameter: 'max_tokens' is not \
+supported with this model. Use 'max_completion_tokens' instead.\" (Microsoft Q&A 2014879, o3-mini)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["openai", "azure"],
+        pattern: Pattern::Prefixes(&["o3", "o4"]),
+        rules: ModelRules {
+            family: "OpenAI o3 and o4-mini",
+            sampling: Sampling::DefaultOnly,
+            refuses: &[
+                ("max_tokens", Impact::Semantic),
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("logprobs", Impact::Semantic),
+                ("top_logprobs", Impact::Semantic),
+                ("logit_bias", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\" list); \
+openai-python 3.54 completion_create_params.py (stop: \"Not supported with latest reasoning models o3 and \
+o4-mini\"); OpenAI's 400 \"Unsupported parameter: 'stop' is not supported with this model.\" (langgenius/dify#18971 \
+o4-mini, crewAIInc/crewAI#2738 o3) and \"Unsupported parameter: 'top_p' is not supported with this model.\" \
+(lobehub/lobehub#7747, o4-mini)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["openai", "azure"],
+        pattern: Pattern::Prefixes(&["gpt-5"]),
+        rules: ModelRules {
+            family: "OpenAI GPT-5 models",
+            sampling: Sampling::DefaultOnly,
+            refuses: &[
+                ("max_tokens", Impact::Semantic),
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("logprobs", Impact::Semantic),
+                ("top_logprobs", Impact::Semantic),
+                ("logit_bias", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (GPT-5 series are reasoning models; \
+\"Not supported\" list; max_completion_tokens only); platform.openai.com/docs/guides/latest-model (\"GPT-5.2 \
+parameter compatibility\": temperature, top_p and logprobs only with reasoning effort none, on GPT-5.2 and GPT-5.1; \
+errors on older GPT-5 models); OpenAI's 400s \"Unsupported value: 'temperature' does not support 0.9 with this \
+model. Only the default (1) value is supported.\" (zenn.dev/headwaters/articles/a5468c45ec2e52), \"Unsupported \
+parameter: 'stop' is not supported with this model.\" (huggingface/smolagents#1662 gpt-5, -mini, -nano; #1893 \
+gpt-5.2), \"Unsupported parameter: 'presence_penalty' is not supported with this model.\" \
+(nextai-translator/nextai-translator#1781, gpt-5-mini)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    // xAI (docs.x.ai/docs/guides/reasoning): "presencePenalty, frequencyPenalty and stop
+    // parameters are not supported by reasoning models. Adding them in the request would
+    // result in an error."; "reasoning_effort is not supported by grok-3, grok-4 and
+    // grok-4-fast-reasoning. [...] Only grok-3-mini supports reasoning_effort."
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-3-mini"]),
+        rules: ModelRules {
+            family: "Grok 3 Mini",
+            refuses: &[
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "docs.x.ai/docs/guides/reasoning (reasoning model; reasoning_effort low or high); xAI's 400 \
+\"Argument not supported on this model: presencePenalty\" (lobehub/lobehub#7370)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-3"]),
+        rules: ModelRules {
+            family: "Grok 3",
+            reasoning: Reasoning::Unsupported,
+            source: "docs.x.ai/docs/guides/reasoning (\"reasoning_effort is not supported by grok-3\")",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-4-fast-non-reasoning", "grok-4-1-fast-non-reasoning"]),
+        rules: ModelRules {
+            family: "Grok 4 Fast with reasoning disabled",
+            source: "docs.x.ai/docs/guides/reasoning (\"grok-4-fast-non-reasoning variant is based on \
+grok-4-fast-reasoning with reasoning disabled\"; the restrictions are the reasoning models')",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-4.3"]),
+        rules: ModelRules {
+            family: "Grok 4.3",
+            refuses: &[
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "docs.x.ai/developers/model-capabilities/text/reasoning (2026: grok-4.3 supports \
+reasoning_effort none, low, medium, high; \"presencePenalty, frequencyPenalty, and stop cannot be used with \
+reasoning models\")",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-4"]),
+        rules: ModelRules {
+            family: "Grok 4",
+            reasoning: Reasoning::Unsupported,
+            refuses: &[
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "docs.x.ai/docs/guides/reasoning (grok-4 and grok-4-fast-reasoning: reasoning models, no \
+reasoning_effort)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    Row {
+        providers: &["xai"],
+        pattern: Pattern::Prefixes(&["grok-code-fast"]),
+        rules: ModelRules {
+            family: "Grok Code Fast",
+            refuses: &[
+                ("presence_penalty", Impact::Sampling),
+                ("frequency_penalty", Impact::Sampling),
+                ("stop", Impact::Semantic),
+            ],
+            source: "docs.x.ai/docs/guides/reasoning (reasoning models' restrictions); LiteLLM 1.106.2 \
+llms/xai/chat/transformation.py removes stop and frequency_penalty for grok-code-fast (docs/providers/openai-compatible.md#xai)",
+            ..OPENAI_DEFAULT
+        },
+    },
+    // DeepSeek's thinking mode (api-docs.deepseek.com/guides/thinking_mode): "Not Supported
+    // Parameters: temperature, top_p, presence_penalty, frequency_penalty, logprobs,
+    // top_logprobs. [...] setting temperature, top_p, presence_penalty, frequency_penalty
+    // will not trigger an error but will also have no effect. Setting logprobs,
+    // top_logprobs will trigger an error." The ignored ones are passed on (refusing them
+    // under `reject` would fail requests DeepSeek serves).
+    Row {
+        providers: &["deepseek"],
+        pattern: Pattern::Prefixes(&["deepseek-reasoner"]),
+        rules: ModelRules {
+            family: "DeepSeek's thinking mode, deepseek-reasoner",
+            refuses: &[("logprobs", Impact::Semantic), ("top_logprobs", Impact::Semantic)],
+            source: "api-docs.deepseek.com/guides/thinking_mode (\"Not Supported Parameters\")",
+            ..OPENAI_DEFAULT
+        },
+    },
+    // --- Gemini (docs/providers/gemini.md#reasoning-models) ---
+    // Applied by the Gemini adapter (src/providers/gemini.rs, `plan_thinking`):
+    // `reasoning_effort` becomes a `thinkingBudget` within the model's range or a
+    // `thinkingLevel` the model takes; a value the model cannot take is adjusted to the
+    // nearest one it can (reported), or refused under `reject`. Every Gemini model takes
+    // temperature 0-2, top_p and top_k ("temperature ... Values can range from [0.0, 2.0]",
+    // ai.google.dev/api/generate-content#generationconfig). Prefixes go longest first.
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-2.5-flash-image"]),
+        rules: ModelRules {
+            family: "Gemini 2.5 Flash Image",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::Unsupported,
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/image-generation (image models without thinking; \
+epam/ai-dial-adapter-vertexai#407: \"Gemini 2.5 Flash Image doesn't support thinking configuration\"); Gemini's 400 \
+\"Thinking is not enabled for models/gemini-2.0-flash-preview-image-generation\" for the image model before it \
+(lobehub/lobehub#7985)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-2.5-flash-lite"]),
+        rules: ModelRules {
+            family: "Gemini 2.5 Flash-Lite",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiBudget { min: 512, max: 24576, can_disable: true },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#set-budget (2.5 Flash-Lite: \"Model does not think\" by \
+default, range 512 to 24576, thinkingBudget = 0 disables, -1 dynamic)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-2.5-flash"]),
+        rules: ModelRules {
+            family: "Gemini 2.5 Flash",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiBudget { min: 1, max: 24576, can_disable: true },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#set-budget (2.5 Flash: range 0 to 24576, \
+thinkingBudget = 0 disables, -1 dynamic; quoted in lobehub/lobehub#8122)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-2.5-pro"]),
+        rules: ModelRules {
+            family: "Gemini 2.5 Pro",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiBudget { min: 128, max: 32768, can_disable: false },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#set-budget (2.5 Pro: \"The thinkingBudget must be an \
+integer in the range 128 to 32768\", \"You cannot turn thinking off when using Gemini 2.5 Pro\"; quoted in \
+lobehub/lobehub#8122); Gemini's 400s \"Budget 0 is invalid. This model only works in thinking mode.\" \
+(snailyp/gemini-balance#206) and \"The thinking budget (52428) is invalid.\" (RooCodeInc/Roo-Code#4399)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-3-pro"]),
+        rules: ModelRules {
+            family: "Gemini 3 Pro",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiLevel { levels: &["low", "high"] },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#thinking-levels and docs/gemini-3 (Gemini 3 Pro: low and \
+high, default high; \"You cannot disable thinking for Gemini 3 Pro\", quoted in spring-projects/spring-ai#4983 and \
+enricoros/big-AGI#893); thinkingBudget and thinkingLevel together refused: \"You can only set only one of thinking \
+budget and thinking level.\" (sterlp/eclipse-peon-ai#115)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-3.1-pro"]),
+        rules: ModelRules {
+            family: "Gemini 3.1 Pro",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiLevel { levels: &["low", "medium", "high"] },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#thinking-levels (Gemini 3.1 Pro: low, medium, high; \
+minimal not supported; thinking cannot be disabled; table reproduced in \
+vercel.com/docs/ai-gateway/capabilities/reasoning/google); Gemini's 400 \"Thinking level MINIMAL is not supported for \
+this model.\" on gemini-3.1-pro-preview (vellum-ai/vellum-assistant#32687)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-3-flash", "gemini-3.1-flash-lite"]),
+        rules: ModelRules {
+            family: "Gemini 3 Flash and 3.1 Flash-Lite",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiLevel { levels: &["minimal", "low", "medium", "high"] },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#thinking-levels (Gemini 3 Flash and 3.1 Flash-Lite: \
+minimal, low, medium, high; minimal \"matches no thinking for most queries\", thinking cannot be fully turned off; \
+table reproduced in vercel.com/docs/ai-gateway/capabilities/reasoning/google)",
+        },
+    },
+    // Other Gemini 3.x models: the levels every Gemini 3 model documented so far takes.
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-3"]),
+        rules: ModelRules {
+            family: "Gemini 3 models",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiLevel { levels: &["low", "high"] },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/gemini-api/docs/thinking#thinking-levels (\"Use the thinkingLevel parameter with \
+Gemini 3 models\"; low and high are the levels every Gemini 3 model in the table takes); Gemini's 400 \"Thinking \
+level MINIMAL is not supported for this model. Please retry with other thinking level.\" (earendil-works/pi#9455)",
+        },
+    },
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Prefixes(&["gemini-2.0", "gemini-1.5", "gemini-1.0", "gemini-pro-vision"]),
+        rules: ModelRules {
+            family: "Gemini 2.0 and earlier",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::Unsupported,
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "firebase.google.com/docs/ai-logic/thinking (\"Only Gemini 3 and Gemini 2.5 models support this \
+capability\"); Gemini's 400 \"thinking_config is not supported.\" on Gemini 2.0 \
+(immersive-translate/immersive-translate#2976)",
+        },
+    },
+    // Any other model behind the Gemini API (aliases such as gemini-flash-latest, Gemma,
+    // tuned models): the budget form Gemini 2.5 takes and Gemini 3 accepts for backwards
+    // compatibility, up to the smallest documented maximum.
+    Row {
+        providers: &["gemini"],
+        pattern: Pattern::Any,
+        rules: ModelRules {
+            family: "models behind the Gemini API",
+            sampling: Sampling::Any,
+            temperature_max: 2.0,
+            reasoning: Reasoning::GeminiBudget { min: 1, max: 24576, can_disable: true },
+            forced_tool_choice: true,
+            assistant_prefill: true,
+            refuses: &[],
+            source: "ai.google.dev/api/generate-content#ThinkingConfig (thinkingBudget: 0 disables, -1 dynamic, \
+ranges model dependent); docs/thinking (\"thinkingBudget is accepted for backwards compatibility\" on Gemini 3)",
+        },
+    },
     // --- every other provider: OpenAI's own ranges ------------------------------------
     Row { providers: &[], pattern: Pattern::Any, rules: OPENAI_DEFAULT },
 ];

@@ -1,9 +1,12 @@
 //! The OpenAI-compatible family: OpenAI itself, Azure OpenAI, and every server that
 //! speaks its API (presets in `presets.rs`).
 //!
-//! Requests pass through with targeted edits (model name, the provider's quirks, usage
-//! for streams) that leave every other byte as the client sent it. Successful responses
-//! are forwarded unread unless the provider has non-standard finish reasons; error
+//! Requests pass through with targeted edits (model name, the provider's quirks, the
+//! model's own rules from [`super::models`], usage for streams) that leave every other
+//! byte as the client sent it. Providers without OpenAI's deprecated `functions` get them
+//! as `tools` (the only request path that parses the messages as OpenAI's types), and the
+//! answer back in the legacy shape. Successful responses are forwarded unread unless the
+//! provider has non-standard finish reasons or may have to answer a legacy request; error
 //! bodies are normalised to OpenAI's envelope, since "compatible" servers disagree.
 
 pub mod presets;
@@ -16,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::models::{self, ModelRules, Reasoning, Sampling};
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
     base62, body_excerpt, handling_for, provider_error, unsupported_operation, ErrorDetails, Impact, Provider,
@@ -25,7 +29,9 @@ use super::{
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorType, GatewayError};
 use crate::json::{parse_request, Str};
+use crate::legacy;
 use crate::operation::Operation;
+use crate::schema::openai::{ChatRequest, ToolChoice};
 use presets::{Preset, PRESETS};
 
 pub struct OpenAi;
@@ -55,10 +61,22 @@ impl ProviderAdapter for OpenAi {
         {
             return Err(unsupported_operation(preset.name, op));
         }
-        let fields: TopLevel = parse_request(body)?;
+        // The deprecated `functions` interface becomes the tools interface first, so that
+        // every quirk below sees the request as the provider will.
+        let legacy_body: Vec<u8>;
+        let mut fields: TopLevel = parse_request(body)?;
+        let mut converted = false;
+        if op == Operation::Chat && !preset.native_functions {
+            if let Some(rewritten) = legacy_rewrite(preset, body, &fields, facts)? {
+                legacy_body = rewritten;
+                fields = parse_request(&legacy_body)?;
+                converted = true;
+            }
+        }
         let alias: String = fields.get("model").and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
         let mut edits: Vec<(&str, Option<String>)> = Vec::new();
         let mut dropped = Vec::new();
+        let mut adjusted = Vec::new();
 
         // Azure's dated API versions go with deployment URLs, which name the deployment
         // (the body's `model` is ignored); its v1 URLs (no version, or `preview`/`v1`)
@@ -97,36 +115,56 @@ impl ProviderAdapter for OpenAi {
             edits.push(("stream_options", Some(Value::Object(options).to_string())));
         }
         if op == Operation::Chat {
-            chat_quirks(ctx, preset, &fields, &mut edits, &mut dropped)?;
+            chat_quirks(ctx, preset, &model, &fields, &mut edits, &mut dropped, &mut adjusted)?;
         }
         facts.model = alias;
         Ok(UpstreamRequest {
             path,
-            body: (!edits.is_empty()).then(|| fields.rewrite(&edits)),
+            body: (!edits.is_empty() || converted).then(|| fields.rewrite(&edits)),
             headers: Vec::new(),
             dropped_params: dropped,
-            adjusted_params: Vec::new(),
+            adjusted_params: adjusted,
             stream,
             include_usage,
         })
     }
 
-    fn response_handling(&self, endpoint: &Endpoint, op: Operation, status: u16, stream: bool) -> ResponseHandling {
-        let rewrites_finish = op != Operation::Embeddings && !preset_of(endpoint).finish_reasons.is_empty();
-        handling_for(
-            status,
-            stream,
-            if rewrites_finish { ResponseHandling::Translate } else { ResponseHandling::PassThrough },
-        )
+    fn response_handling(
+        &self,
+        endpoint: &Endpoint,
+        op: Operation,
+        status: u16,
+        stream: bool,
+        facts: &RequestFacts,
+    ) -> ResponseHandling {
+        let preset = preset_of(endpoint);
+        let read = match op {
+            Operation::Embeddings => false,
+            Operation::Completions => !preset.finish_reasons.is_empty(),
+            // The answer to a legacy `functions` request goes back in the legacy shape,
+            // unless the provider took the request as sent.
+            Operation::Chat => {
+                !preset.finish_reasons.is_empty() || (facts.legacy_functions && !preset.native_functions)
+            }
+        };
+        handling_for(status, stream, if read { ResponseHandling::Translate } else { ResponseHandling::PassThrough })
     }
 
     fn response(&self, ctx: &ResponseContext, op: Operation, status: u16, body: &[u8]) -> TranslatedResponse {
         if !(200..300).contains(&status) {
             return TranslatedResponse::error(&normalise_error(ctx.api_key, status, body));
         }
+        let preset = preset_of(ctx.endpoint);
         let rewritten = match op {
             Operation::Embeddings => None,
-            Operation::Chat | Operation::Completions => normalise_finish_reasons(preset_of(ctx.endpoint), body),
+            Operation::Completions => normalise_finish_reasons(preset, body),
+            Operation::Chat => {
+                let normalised = normalise_finish_reasons(preset, body);
+                match ctx.request.legacy_functions && !preset.native_functions {
+                    true => legacy_response(normalised.as_deref().unwrap_or(body)).or(normalised),
+                    false => normalised,
+                }
+            }
         };
         TranslatedResponse { status, body: rewritten.unwrap_or_else(|| body.to_vec()) }
     }
@@ -174,13 +212,16 @@ fn azure_accepts_stream_options(deployment_version: Option<&str>) -> bool {
     deployment_version.and_then(|v| v.get(..10)).is_none_or(|date| date >= "2024-09-01")
 }
 
-/// Where a chat request departs from what the preset's provider accepts.
+/// Where a chat request departs from what the preset's provider, and the model it serves,
+/// accept.
 fn chat_quirks<'f>(
     ctx: &RequestContext,
     preset: &Preset,
+    model: &str,
     fields: &'f TopLevel<'f>,
     edits: &mut Vec<(&'f str, Option<String>)>,
     dropped: &mut Vec<String>,
+    adjusted: &mut Vec<String>,
 ) -> Result<(), GatewayError> {
     // Parameters the provider lacks go first: nothing below may re-add them.
     for &(param, impact) in preset.lacks {
@@ -193,7 +234,7 @@ fn chat_quirks<'f>(
         }
         edits.push((param, None));
     }
-    let edited = |edits: &Vec<(&str, Option<String>)>, key: &str| edits.iter().any(|(k, _)| *k == key);
+    model_rules(ctx, preset, model, fields, edits, dropped, adjusted)?;
     // A null counts as absent, but is still removed: strict providers refuse the field.
     if preset.max_tokens_only && !edited(edits, "max_completion_tokens") {
         if let Some(value) = fields.get("max_completion_tokens") {
@@ -231,30 +272,345 @@ fn chat_quirks<'f>(
     Ok(())
 }
 
+fn edited(edits: &[(&str, Option<String>)], key: &str) -> bool {
+    edits.iter().any(|(k, _)| *k == key)
+}
+
 /// Whether a parameter's value asks for anything beyond the default: `n: 1`,
-/// `logprobs: false`, `tool_choice: "auto"` or `null` can be left out unreported.
+/// `logprobs: false`, `tool_choice: "auto"`, zero penalties, no stop sequences or `null`
+/// can be left out unreported.
 fn asks_for_something(param: &str, raw: &str) -> bool {
     if raw == "null" {
         return false;
     }
+    let empty = |open: char, close: char| raw.trim_start_matches(open).trim_start() == close.to_string();
     match param {
         // Also `1.0` and `1e0`: JSON does not distinguish them.
         "n" => raw.parse::<f64>().map_or(true, |n| n > 1.0),
+        "presence_penalty" | "frequency_penalty" | "top_logprobs" => raw.parse::<f64>() != Ok(0.0),
         "logprobs" => raw != "false",
         "tool_choice" => serde_json::from_str::<String>(raw).map_or(true, |c| c != "auto"),
-        "tools" => raw.trim_start_matches('[').trim_start() != "]",
+        "tools" | "stop" if raw.starts_with('[') => !empty('[', ']'),
+        "stop" => raw != "\"\"",
+        "logit_bias" => !empty('{', '}'),
         _ => true,
     }
+}
+
+/// What the model itself accepts ([`models::rules`], docs/providers/openai-compatible.md#reasoning-models),
+/// applied as edits: `max_tokens` is sent as `max_completion_tokens` where the model takes
+/// only that (an adjustment, refused under `reject`); sampling the model ignores or
+/// refuses is removed (reported unless it asked for the default); every other refused
+/// parameter follows the deployment's policy. A model without rules of its own costs a
+/// table lookup.
+fn model_rules<'f>(
+    ctx: &RequestContext,
+    preset: &Preset,
+    model: &str,
+    fields: &'f TopLevel<'f>,
+    edits: &mut Vec<(&'f str, Option<String>)>,
+    dropped: &mut Vec<String>,
+    adjusted: &mut Vec<String>,
+) -> Result<(), GatewayError> {
+    let rules = models::rules(preset.name, model);
+    if unrestricted(rules) {
+        return Ok(());
+    }
+    let family = rules.family;
+    let without_reasoning = samples_without_reasoning(model)
+        && fields.get("reasoning_effort").is_none_or(|e| e == "null" || raw_string(e).as_deref() == Some("none"));
+    let sampling = if without_reasoning { Sampling::Any } else { rules.sampling };
+
+    if rules.reasoning == Reasoning::Unsupported && !edited(edits, "reasoning_effort") {
+        if let Some(raw) = fields.get("reasoning_effort") {
+            if raw != "null" {
+                let detail = format!("the model cannot be told how hard to reason ({family}).");
+                ctx.unsupported("reasoning_effort", Impact::Sampling, &detail, dropped)?;
+            }
+            edits.push(("reasoning_effort", None));
+        }
+    }
+    for (param, default) in [("temperature", 1.0), ("top_p", 1.0)] {
+        let Some(raw) = fields.get(param).filter(|_| !edited(edits, param)) else { continue };
+        let value = raw.parse::<f64>().ok();
+        match sampling {
+            Sampling::DefaultOnly => {
+                if value.is_some_and(|v| v != default) {
+                    let detail = format!("the model takes only the default {param}, {default} ({family}).");
+                    ctx.unsupported(param, Impact::Sampling, &detail, dropped)?;
+                }
+                // The default, sent or not, asks for nothing.
+                edits.push((param, None));
+            }
+            Sampling::TemperatureOrTopP if param == "top_p" && fields.has("temperature") && raw != "null" => {
+                let detail = format!("the model takes temperature or top_p, not both ({family}).");
+                ctx.unsupported(param, Impact::Sampling, &detail, dropped)?;
+                edits.push((param, None));
+            }
+            Sampling::TemperatureOrTopP | Sampling::Any => {}
+        }
+        let max = rules.temperature_max;
+        if param == "temperature" && sampling != Sampling::DefaultOnly && value.is_some_and(|t| t > max) {
+            let detail = format!("the model takes a temperature from 0 to {max} ({family}).");
+            ctx.adjust(param, &max.to_string(), &detail, adjusted)?;
+            edits.push((param, Some(max.to_string())));
+        }
+    }
+    for &(param, impact) in rules.refuses {
+        if without_reasoning && matches!(param, "logprobs" | "top_logprobs") {
+            continue;
+        }
+        let Some(raw) = fields.get(param).filter(|_| !edited(edits, param)) else { continue };
+        edits.push((param, None));
+        if param == "max_tokens" && !preset.max_tokens_only && raw != "null" {
+            if !fields.has("max_completion_tokens") && !edited(edits, "max_completion_tokens") {
+                let detail = format!("the model takes max_completion_tokens instead ({family}).");
+                ctx.adjust(param, "max_completion_tokens", &detail, adjusted)?;
+                edits.push(("max_completion_tokens", Some(raw.to_string())));
+            } else {
+                let detail =
+                    format!("the model takes max_completion_tokens only, which the request sets too ({family}).");
+                ctx.unsupported(param, Impact::Sampling, &detail, dropped)?;
+            }
+            continue;
+        }
+        if asks_for_something(param, raw) {
+            ctx.unsupported(param, impact, &format!("the model refuses it ({family})."), dropped)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rules that ask nothing of a request (OpenAI's own, and rows that only keep a model out
+/// of a broader row).
+fn unrestricted(rules: &ModelRules) -> bool {
+    rules.sampling == Sampling::Any
+        && rules.reasoning != Reasoning::Unsupported
+        && rules.refuses.is_empty()
+        && rules.temperature_max >= 2.0
+}
+
+/// GPT-5.1 and GPT-5.2 (and their dated snapshots) take `temperature`, `top_p` and
+/// `logprobs` when they do not reason: "The following parameters are only supported when
+/// using GPT-5.2 with reasoning effort set to none: temperature, top_p, logprobs. Requests
+/// to GPT-5.2 or GPT-5.1 with any other reasoning effort setting, or to older GPT-5
+/// models [...] will raise an error." (platform.openai.com/docs/guides/latest-model);
+/// `none` is the default of both (same page; learn.microsoft.com
+/// azure/foundry/openai/how-to/reasoning: "gpt-5.1 reasoning_effort defaults to none").
+/// Variants (`-codex`, `-chat-latest`, `-pro`) are not named there and keep the rules.
+fn samples_without_reasoning(model: &str) -> bool {
+    ["gpt-5.1", "gpt-5.2"].iter().any(|base| {
+        model.strip_prefix(base).is_some_and(|rest| {
+            rest.is_empty() || rest.strip_prefix('-').is_some_and(|date| date.starts_with("20") && date.len() == 10)
+        })
+    })
+}
+
+fn raw_string(raw: &str) -> Option<String> {
+    serde_json::from_str(raw).ok()
+}
+
+/// Whether `raw` JSON text escapes a printable ASCII character (`\u0041`): no encoder
+/// does that for text, but a key spelled so would slip past the byte scans.
+fn escapes_ascii(raw: &str) -> bool {
+    raw.match_indices("\\u00").any(|(at, _)| matches!(raw.as_bytes().get(at + 4), Some(b'2'..=b'7')))
+}
+
+/// Whether the messages use the deprecated interface (an assistant `function_call`, a
+/// `role: "function"` message), by a scan.
+fn mentions_legacy_messages(raw: &str) -> bool {
+    let function_role = raw.match_indices("\"function\"").any(|(at, _)| {
+        let before = raw.get(..at).unwrap_or_default().trim_end();
+        before.strip_suffix(':').is_some_and(|b| b.trim_end().ends_with("\"role\""))
+    });
+    function_role || raw.contains("function_call") || escapes_ascii(raw)
+}
+
+/// The deprecated `functions` interface rewritten into the tools interface, for a provider
+/// without it (docs/providers/openai.md#request-fields): `functions` → `tools` (each definition kept as sent),
+/// `function_call` → `tool_choice`, assistant `function_call` → a `tool_calls` entry and
+/// `role: "function"` → a tool message, paired by the ids [`legacy::normalize`] derives.
+/// A client that declared `functions` gets the answer in the legacy shape
+/// (`facts.legacy_functions`), so its request allows one call at a time
+/// (`parallel_tool_calls: false`). `None` when the body uses none of it (a scan).
+fn legacy_rewrite(
+    preset: &Preset,
+    body: &[u8],
+    fields: &TopLevel,
+    facts: &mut RequestFacts,
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    let top_level = fields.get("functions").is_some() || fields.get("function_call").is_some();
+    if !top_level && !fields.get("messages").is_some_and(mentions_legacy_messages) {
+        return Ok(None);
+    }
+    let mut req: ChatRequest = parse_request(body)?;
+    let legacy_answer = legacy::normalize(&mut req);
+    let mut edits: Vec<(&str, Option<String>)> = Vec::new();
+    if let Some(raw) = fields.get("functions") {
+        edits.push(("functions", None));
+        let functions: Vec<&RawValue> = serde_json::from_str(raw).unwrap_or_default();
+        if !functions.is_empty() {
+            let declared: Vec<&RawValue> =
+                fields.get("tools").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+            let mut names: Vec<String> = declared.iter().filter_map(|t| declared_name(t.get())).collect();
+            let mut tools: Vec<String> = declared.iter().map(|t| t.get().to_string()).collect();
+            for function in functions {
+                let name = serde_json::from_str::<Named>(function.get()).ok().map(|n| n.name);
+                if name.as_ref().is_some_and(|n| names.contains(n)) {
+                    continue;
+                }
+                names.extend(name);
+                tools.push(format!(r#"{{"type":"function","function":{}}}"#, function.get()));
+            }
+            edits.push(("tools", Some(format!("[{}]", tools.join(",")))));
+        }
+    }
+    if fields.get("function_call").is_some() {
+        edits.push(("function_call", None));
+        if !fields.has("tool_choice") {
+            if let Some(choice) = &req.tool_choice {
+                edits.push(("tool_choice", Some(tool_choice_json(choice))));
+            }
+        }
+    }
+    let has_tools = req.tools.as_ref().is_some_and(|t| !t.is_empty());
+    let lacks_tools = preset.lacks.iter().any(|(p, _)| *p == "tools");
+    if legacy_answer && has_tools && !lacks_tools && !fields.has("parallel_tool_calls") {
+        edits.push(("parallel_tool_calls", Some("false".to_string())));
+    }
+    if let Some(rewritten) = fields.get("messages").and_then(|raw| legacy_messages(raw, &req)) {
+        edits.push(("messages", Some(rewritten)));
+    }
+    facts.legacy_functions = legacy_answer;
+    Ok((!edits.is_empty()).then(|| fields.rewrite(&edits)))
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// The function name of a `tools` entry.
+fn declared_name(raw: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Declared {
+        #[serde(default)]
+        function: Option<Named>,
+    }
+    serde_json::from_str::<Declared>(raw).ok()?.function.map(|f| f.name)
+}
+
+fn tool_choice_json(choice: &ToolChoice) -> String {
+    match choice {
+        ToolChoice::None => r#""none""#.to_string(),
+        ToolChoice::Auto => r#""auto""#.to_string(),
+        ToolChoice::Required => r#""required""#.to_string(),
+        ToolChoice::Function(name) => format!(r#"{{"type":"function","function":{{"name":{}}}}}"#, json_string(name)),
+    }
+}
+
+/// The history of a legacy conversation in the tools interface, with the ids of the
+/// normalised request (`req`, the same messages in the same order); `None` if unchanged.
+fn legacy_messages(raw: &str, req: &ChatRequest) -> Option<String> {
+    let mut messages: Vec<Map<String, Value>> = serde_json::from_str(raw).ok()?;
+    let mut changed = false;
+    for (message, normalised) in messages.iter_mut().zip(&req.messages) {
+        match message.get("role").and_then(Value::as_str) {
+            Some("assistant") => {
+                let Some(call) = message.remove("function_call") else { continue };
+                changed = true;
+                let id = normalised.tool_calls.as_ref().and_then(|calls| calls.last()).map(|c| c.id.to_string());
+                let (Some(id), false) = (id, call.is_null()) else { continue };
+                let entry = serde_json::json!({"id": id, "type": "function", "function": call});
+                match message.get_mut("tool_calls") {
+                    Some(Value::Array(calls)) => calls.push(entry),
+                    _ => {
+                        message.insert("tool_calls".into(), Value::Array(vec![entry]));
+                    }
+                }
+            }
+            Some("function") => {
+                changed = true;
+                message.insert("role".into(), Value::from("tool"));
+                message.remove("name");
+                if let Some(id) = normalised.tool_call_id.as_deref() {
+                    message.insert("tool_call_id".into(), Value::from(id));
+                }
+            }
+            _ => {}
+        }
+    }
+    changed.then(|| Value::Array(messages.into_iter().map(Value::Object).collect()).to_string())
+}
+
+/// A complete answer to a legacy request in the legacy shape: each choice's (single) tool
+/// call as `message.function_call`, finish reason `function_call` for `tool_calls`;
+/// `None` when there is nothing to change.
+pub(crate) fn legacy_response(body: &[u8]) -> Option<Vec<u8>> {
+    if !body.windows(10).any(|w| w == b"tool_calls") {
+        return None;
+    }
+    rewrite_choices(body, |choice| legacy_choice(choice, "message"))
+}
+
+/// Rewrites each of a body's `choices` with `edit` (true if it changed one), every other
+/// field kept byte for byte; `None` when nothing changed.
+pub(crate) fn rewrite_choices(body: &[u8], mut edit: impl FnMut(&mut Value) -> bool) -> Option<Vec<u8>> {
+    let fields: TopLevel = serde_json::from_slice(body).ok()?;
+    let mut choices: Vec<Value> = serde_json::from_str(fields.get("choices")?).ok()?;
+    let mut changed = false;
+    for choice in &mut choices {
+        changed |= edit(choice);
+    }
+    changed.then(|| fields.rewrite(&[("choices", Some(Value::Array(choices).to_string()))]))
+}
+
+/// One choice in the legacy shape: `part` (`message`, or a stream chunk's `delta`) gets
+/// its first call (a stream: the pieces of call 0) as `function_call`, without
+/// `tool_calls`; a complete call without arguments gets `"{}"`. True if it changed.
+pub(crate) fn legacy_choice(choice: &mut Value, part: &str) -> bool {
+    let mut changed = false;
+    if let Some(message) = choice.get_mut(part).and_then(Value::as_object_mut) {
+        if let Some(calls) = message.remove("tool_calls") {
+            changed = true;
+            let streamed = part == "delta";
+            let first = calls.as_array().and_then(|calls| {
+                calls.iter().find(|c| !streamed || c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            });
+            if let Some(function) = first.and_then(|c| c.get("function")).and_then(Value::as_object) {
+                let mut legacy = Map::new();
+                if let Some(name) = function.get("name").filter(|n| !n.is_null()) {
+                    legacy.insert("name".into(), name.clone());
+                }
+                let arguments = function.get("arguments").and_then(Value::as_str).unwrap_or_default();
+                let arguments = if !streamed && arguments.trim().is_empty() { "{}" } else { arguments };
+                legacy.insert("arguments".into(), Value::from(arguments));
+                message.insert("function_call".into(), Value::Object(legacy));
+            }
+        }
+    }
+    if let Some(reason) = choice.get_mut("finish_reason").filter(|r| r.as_str() == Some("tool_calls")) {
+        *reason = Value::from("function_call");
+        changed = true;
+    }
+    changed
 }
 
 /// Removes `messages[].name` and fields the provider rejects, and rewrites tool-call
 /// ids to 9 alphanumerics where the preset requires; `None` when nothing needs changing
 /// (the common case costs a scan).
 fn rewrite_messages(preset: &Preset, raw: &str) -> Option<String> {
-    // A key spelled with escapes would slip past the scans.
-    let escaped = raw.contains("\\u");
-    let strip_names = !preset.message_names && (escaped || raw.contains("\"name\""));
-    let strip_fields = preset.foreign_message_fields.iter().any(|f| escaped || raw.contains(f));
+    // A key spelled with escapes would slip past the scans. Keys are looked for quoted:
+    // a prompt that talks about reasoning costs no parse.
+    let escaped = escapes_ascii(raw);
+    let quoted = |key: &str| {
+        raw.match_indices(key).any(|(at, _)| {
+            raw.get(..at).is_some_and(|b| b.ends_with('"'))
+                && raw.get(at + key.len()..).is_some_and(|a| a.starts_with('"'))
+        })
+    };
+    let strip_names = !preset.message_names && (escaped || quoted("name"));
+    let strip_fields = preset.foreign_message_fields.iter().any(|f| escaped || quoted(f));
     let fix_ids = preset.nine_char_tool_ids && (escaped || raw.contains("tool_call"));
     if !strip_names && !strip_fields && !fix_ids {
         return None;

@@ -1,5 +1,5 @@
 //! Streaming responses: what every provider's stream translator implements, and the
-//! writer of the OpenAI side (`chat.completion.chunk` events, PROVIDERS.md §0.6).
+//! writer of the OpenAI side (`chat.completion.chunk` events, docs/providers/gateway-rules.md#sse-writer).
 
 use serde::Serialize;
 

@@ -165,10 +165,16 @@ impl GenerationConfig<'_> {
     }
 }
 
+/// One of `thinkingBudget` (Gemini 2.5) and `thinkingLevel` (Gemini 3): Gemini refuses
+/// both together ("You can only set only one of thinking budget and thinking level.").
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThinkingConfig {
-    pub thinking_budget: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<u32>,
+    /// `MINIMAL`, `LOW`, `MEDIUM` or `HIGH` (the proto enum's names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_level: Option<&'static str>,
     pub include_thoughts: bool,
 }
 

@@ -330,6 +330,85 @@ def test_gemini_rejects_invalid_requests(http, gmock, body, model, message):
     assert gmock.rejections == [(400, response.json())]
 
 
+def thinking(**config) -> dict:
+    return g_body(generationConfig={"thinkingConfig": config})
+
+
+INVALID_BUDGET = "The thinking budget ({}) is invalid."
+LEVEL_NOT_SUPPORTED = "Thinking level {} is not supported for this model. Please retry with other thinking level."
+
+THINKING_REJECTIONS = [  # (case id, body, model, message): the per-model thinking rules
+    ("2.5-pro-budget-0", thinking(thinkingBudget=0), "gemini-2.5-pro",
+     "Budget 0 is invalid. This model only works in thinking mode."),
+    ("2.5-pro-budget-below-128", thinking(thinkingBudget=127), "gemini-2.5-pro", INVALID_BUDGET.format(127)),
+    ("2.5-pro-budget-above-32768", thinking(thinkingBudget=52428), "gemini-2.5-pro", INVALID_BUDGET.format(52428)),
+    ("2.5-flash-budget-above-24576", thinking(thinkingBudget=24577), "gemini-2.5-flash", INVALID_BUDGET.format(24577)),
+    ("2.5-flash-negative-budget", thinking(thinkingBudget=-2), "gemini-2.5-flash", INVALID_BUDGET.format(-2)),
+    ("2.5-flash-lite-budget-below-512", thinking(thinkingBudget=511), "gemini-2.5-flash-lite",
+     INVALID_BUDGET.format(511)),
+    ("2.5-flash-lite-budget-above-24576", thinking(thinkingBudget=32768), "gemini-2.5-flash-lite",
+     INVALID_BUDGET.format(32768)),
+    ("2.5-flash-level", thinking(thinkingLevel="LOW"), "gemini-2.5-flash",
+     "Thinking level is not supported for this model."),
+    ("2.5-pro-level", thinking(thinkingLevel="HIGH", includeThoughts=True), "gemini-2.5-pro",
+     "Thinking level is not supported for this model."),
+    ("3-pro-budget-and-level", thinking(thinkingBudget=1024, thinkingLevel="LOW"), "gemini-3-pro-preview",
+     "You can only set only one of thinking budget and thinking level."),
+    ("2.5-budget-and-level", thinking(thinkingBudget=1024, thinkingLevel="LOW"), "gemini-2.5-flash",
+     "You can only set only one of thinking budget and thinking level."),
+    ("3-pro-medium", thinking(thinkingLevel="MEDIUM"), "gemini-3-pro-preview", LEVEL_NOT_SUPPORTED.format("MEDIUM")),
+    ("3-pro-minimal", thinking(thinkingLevel="MINIMAL"), "gemini-3-pro-preview", LEVEL_NOT_SUPPORTED.format("MINIMAL")),
+    ("3.1-pro-minimal", thinking(thinkingLevel="MINIMAL"), "gemini-3.1-pro-preview",
+     LEVEL_NOT_SUPPORTED.format("MINIMAL")),
+    ("3-flash-xhigh", thinking(thinkingLevel="XHIGH"), "gemini-3-flash-preview", LEVEL_NOT_SUPPORTED.format("XHIGH")),
+    ("2.0-thinking", thinking(thinkingBudget=1024), "gemini-2.0-flash", "thinking_config is not supported."),
+    ("2.0-thoughts", thinking(includeThoughts=True), "gemini-2.0-flash", "thinking_config is not supported."),
+    ("image-model-thinking", thinking(thinkingBudget=512), "gemini-2.5-flash-image",
+     "Thinking is not enabled for models/gemini-2.5-flash-image"),
+]
+
+
+@pytest.mark.parametrize("body, model, message", [case[1:] for case in THINKING_REJECTIONS],
+                         ids=[case[0] for case in THINKING_REJECTIONS])
+def test_gemini_rejects_thinking_the_model_cannot_take(http, gmock, body, model, message):
+    response = post(http, gmock, body, model=model)
+    assert response.status_code == 400, response.text
+    assert response.json() == gemini_error_body(400, "INVALID_ARGUMENT", message)
+    assert gmock.rejections == [(400, response.json())]
+
+
+THINKING_ACCEPTED = [  # (case id, thinkingConfig, model)
+    ("2.5-pro-smallest-budget", {"thinkingBudget": 128, "includeThoughts": True}, "gemini-2.5-pro"),
+    ("2.5-pro-largest-budget", {"thinkingBudget": 32768}, "gemini-2.5-pro"),
+    ("2.5-pro-dynamic", {"thinkingBudget": -1}, "gemini-2.5-pro"),
+    ("2.5-flash-off", {"thinkingBudget": 0, "includeThoughts": False}, "gemini-2.5-flash"),
+    ("2.5-flash-small-budget", {"thinkingBudget": 1}, "gemini-2.5-flash"),
+    ("2.5-flash-largest-budget", {"thinkingBudget": 24576}, "gemini-2.5-flash"),
+    ("2.5-flash-lite-off", {"thinkingBudget": 0}, "gemini-2.5-flash-lite"),
+    ("2.5-flash-lite-smallest-budget", {"thinkingBudget": 512}, "gemini-2.5-flash-lite"),
+    ("3-pro-low", {"thinkingLevel": "LOW", "includeThoughts": True}, "gemini-3-pro-preview"),
+    ("3-pro-high", {"thinkingLevel": "HIGH"}, "gemini-3-pro-preview"),
+    # Gemini 3 still takes a budget alone, for backwards compatibility.
+    ("3-pro-budget-alone", {"thinkingBudget": 2048}, "gemini-3-pro-preview"),
+    ("3.1-pro-medium", {"thinkingLevel": "MEDIUM"}, "gemini-3.1-pro-preview"),
+    ("3-flash-minimal", {"thinkingLevel": "MINIMAL"}, "gemini-3-flash-preview"),
+    ("3.1-flash-lite-minimal", {"thinkingLevel": "MINIMAL"}, "gemini-3.1-flash-lite-preview"),
+    ("thoughts-only", {"includeThoughts": True}, "gemini-2.5-pro"),
+    ("unspecified-level-is-unset", {"thinkingBudget": 1024, "thinkingLevel": "THINKING_LEVEL_UNSPECIFIED"},
+     "gemini-2.5-flash"),
+    ("unknown-model-any-one-form", {"thinkingLevel": "MEDIUM"}, "gemini-flash-latest"),
+    ("other-3-model-any-level", {"thinkingLevel": "MEDIUM"}, "gemini-3.5-flash"),
+]
+
+
+@pytest.mark.parametrize("config, model", [case[1:] for case in THINKING_ACCEPTED],
+                         ids=[case[0] for case in THINKING_ACCEPTED])
+def test_gemini_accepts_thinking_the_model_takes(http, gmock, config, model):
+    response = post(http, gmock, thinking(**config), model=model)
+    assert response.status_code == 200, response.text
+    assert gmock.rejections == []
+
+
 GEMINI_ACCEPTED = [  # (case id, body[, model])
     ("minimal", g_body()),
     ("role-omitted", {"contents": [{"parts": [{"text": "hi"}]}]}),

@@ -2,7 +2,7 @@
 
 The request schema follows ``anthropic/types/message_create_params.py`` of anthropic-python 2.12.0
 (non-beta), plus ``temperature``/``top_p``/``top_k``, which that SDK release no longer lists but
-the public Messages API reference documents (0..1, 0..1, >= 0) and PROVIDERS.md §3.2 maps onto.
+the public Messages API reference documents (0..1, 0..1, >= 0) and docs/providers/anthropic.md#request-mapping maps onto.
 
 Authentication takes the key from ``x-api-key`` or ``Authorization: Bearer`` (the SDK's choice);
 ``anthropic-version`` must be a published version.

@@ -14,7 +14,9 @@ the OpenAI SDK sends it there); a missing or wrong key gets Azure's 401 ``{"erro
 "message":"Access denied due to invalid subscription key or wrong API endpoint. ..."}}``. An unknown
 deployment is 404 ``DeploymentNotFound``; an operation the deployment's model cannot do (chat on an
 embedding model, ...) is 400 ``OperationNotSupported``. Bodies are then validated by the OpenAI
-mock's validators (same messages, same order).
+mock's validators (same messages, same order), and chat bodies by the rules of the deployment's
+model (reasoning models refuse ``max_tokens``, sampling, ...: ``openai.check_model_rules``; Azure
+documents the same list, learn.microsoft.com azure/foundry/openai/how-to/reasoning#not-supported).
 
 Replies are OpenAI's with Azure's additions: ``model`` is the deployment's model, chat completions
 carry ``prompt_filter_results`` and per-choice ``content_filter_results`` (everything "safe"), keys
@@ -32,8 +34,9 @@ import uuid
 from typing import Any
 
 from .base import MockServer, RecordedRequest, Rejection, Response, estimate_tokens, truncate_reply
-from .openai import (BODY_CHECKS, OpenAIMock, _Invalid, _prompt_texts, completion_chunks, default_text_completion,
-                     embeddings_response, last_user_text, openai_error_body, text_completion_chunks)
+from .openai import (BODY_CHECKS, OpenAIMock, _Invalid, _prompt_texts, check_model_rules, completion_chunks,
+                     default_text_completion, embeddings_response, last_user_text, openai_error_body,
+                     text_completion_chunks)
 
 DEFAULT_DEPLOYMENTS = {"gpt4o-deploy": "gpt-4o-2024-11-20"}
 # Data-plane inference versions from the Azure OpenAI API version lifecycle page; Azure answers
@@ -216,6 +219,9 @@ class AzureOpenAIMock(MockServer):
                          "https://go.microsoft.com/fwlink/?linkid=2197993.", 400)
         if not v1:
             body = self._openai_checked(check, request.body, False)
+        if route == "chat":
+            # The deployment's model decides, as on OpenAI (reasoning models' rules).
+            self._openai_checked(lambda raw, _: check_model_rules(body, model), request.body, False)
         return route, model, body
 
     @staticmethod

@@ -28,17 +28,20 @@ Validation runs in the API's stages, each reported the way that stage words it:
 2. Required fields, as ``* GenerateContentRequest.<path>: <message>\\n`` lines (``contents is not
    specified``, ``contents.parts must not be empty.``, ``required oneof field 'data' must have one
    initialized field``, ``Name cannot be empty.``, ``should be non-empty for OBJECT type``).
-3. Request rules with their own messages: roles, function names, tool config, generation config,
-   then the function-calling turn structure (a call turn follows a user turn, a response turn
-   follows the call turn with exactly as many ``functionResponse`` parts, calls and responses never
-   share a turn; Gemini 3 models also want a ``thoughtSignature`` on the first call of each step of
+3. Request rules with their own messages: roles, function names, tool config, generation config
+   (thinking per model: budgets in each Gemini 2.5 model's range, 0 only where thinking can be
+   turned off, levels only on Gemini 3 and only those the model has, never both, no thinking config
+   for models that cannot think), then the function-calling turn structure (a call turn follows a
+   user turn, a response turn follows the call turn with exactly as many ``functionResponse`` parts,
+   calls and responses never share a turn; Gemini 3 models also want a ``thoughtSignature`` on the first call of each step of
    the current turn and response names matching the calls).
 
 Errors use Google's status envelope ``{"error": {"code", "message", "status", "details"?}}``, JSON
 pretty-printed with two-space indents like the API's. Messages are the API's own as captured in
 public bug reports; where none was found the check says "the wording is the mock's" (the numeric
 GenerationConfig ranges, schema/MIME combinations, ``allowedFunctionNames`` without ``ANY``,
-non-text system instructions, the embeddings' required fields, unknown routes).
+non-text system instructions, the embeddings' required fields, unknown routes; the API's "The
+thinking budget (N) is invalid." is reused for a budget below a model's minimum).
 """
 
 from __future__ import annotations
@@ -634,6 +637,63 @@ def _check_generation_config(body: dict, model: str) -> None:
     lines.raise_any()
     if mime == "application/json" and _declarations(body) and not model.startswith("gemini-3"):
         raise _Invalid("Tool use with a response mime type: 'application/json' is unsupported")
+    _check_thinking(config.get("thinking_config"), model)
+
+
+# Thinking per model (ai.google.dev/gemini-api/docs/thinking), longest prefix first, as in the
+# gateway's table (src/providers/models.rs): budgets as (smallest, largest, 0 turns thinking off)
+# for Gemini 2.5; the levels each Gemini 3 model takes; the models that cannot think, with the
+# API's message for a thinking_config sent to them.
+THINKING_BUDGETS = (("gemini-2.5-flash-lite", (512, 24576, True)), ("gemini-2.5-flash", (1, 24576, True)),
+                    ("gemini-2.5-pro", (128, 32768, False)))
+THINKING_LEVELS = (("gemini-3-pro", ("LOW", "HIGH")), ("gemini-3.1-pro", ("LOW", "MEDIUM", "HIGH")),
+                   ("gemini-3-flash", ("MINIMAL", "LOW", "MEDIUM", "HIGH")),
+                   ("gemini-3.1-flash-lite", ("MINIMAL", "LOW", "MEDIUM", "HIGH")))
+NO_THINKING = (("gemini-2.5-flash-image", "Thinking is not enabled for models/{model}"),
+               *((prefix, "thinking_config is not supported.") for prefix in ("gemini-2.0", "gemini-1.5", "gemini-1.0",
+                                                                               "gemini-pro-vision")))
+BOTH_THINKING_FORMS = "You can only set only one of thinking budget and thinking level."
+
+
+def _by_prefix(table: tuple, model: str) -> Any:
+    return next((value for prefix, value in table if model.startswith(prefix)), None)
+
+
+def _check_thinking(config: dict | None, model: str) -> None:
+    """``thinkingBudget`` and ``thinkingLevel`` as each model takes them, each refusal in the API's
+    words: "You can only set only one of thinking budget and thinking level." (sterlp/eclipse-peon-ai#115),
+    "Thinking level is not supported for this model." on Gemini 2.5 (RooCodeInc/Roo-Code#10700),
+    "Thinking level MINIMAL is not supported for this model. Please retry with other thinking level."
+    (earendil-works/pi#9455), "Budget 0 is invalid. This model only works in thinking mode." on 2.5 Pro
+    (snailyp/gemini-balance#206), "The thinking budget (52428) is invalid." (RooCodeInc/Roo-Code#4399, 2.5 Pro
+    above its maximum; the mock says the same below a minimum, where no report was found), "thinking_config is
+    not supported." on Gemini 2.0 (immersive-translate/immersive-translate#2976) and "Thinking is not enabled for
+    models/..." on an image model (lobehub/lobehub#7985). Which refusal wins when several apply is the mock's
+    choice. Models no table names (other Gemini 3.x models, aliases, tuned models) take any one form: the
+    gateway's table is more cautious with them than the mock can know Gemini to be."""
+    if not config:
+        return
+    refusal = _by_prefix(NO_THINKING, model)
+    if refusal is not None:
+        raise _Invalid(refusal.format(model=model))
+    budget, level = config.get("thinking_budget"), config.get("thinking_level")
+    if level == "THINKING_LEVEL_UNSPECIFIED":
+        level = None
+    if budget is not None and level is not None:
+        raise _Invalid(BOTH_THINKING_FORMS)
+    budgets, levels = _by_prefix(THINKING_BUDGETS, model), _by_prefix(THINKING_LEVELS, model)
+    if level is not None:
+        if budgets is not None:
+            raise _Invalid("Thinking level is not supported for this model.")
+        if levels is not None and level not in levels:
+            raise _Invalid(f"Thinking level {level} is not supported for this model. Please retry with other "
+                           "thinking level.")
+    if budget is not None and budgets is not None and budget != -1:
+        smallest, largest, can_disable = budgets
+        if budget == 0 and not can_disable:
+            raise _Invalid("Budget 0 is invalid. This model only works in thinking mode.")
+        if budget != 0 and not smallest <= budget <= largest:
+            raise _Invalid(f"The thinking budget ({budget}) is invalid.")
 
 
 def _kinds(content: dict) -> tuple[int, int]:

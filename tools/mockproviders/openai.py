@@ -16,6 +16,22 @@ deterministic unit vectors. Legacy completions take ``completion_create_params.p
 required, ``max_tokens`` defaulting to 16, chat models refused with the API's 404) and answer
 ``text_completion`` objects, streamed as ``data:`` chunks ending in ``[DONE]``.
 
+Reasoning models (o1, o3-mini, o3, o4-mini, the GPT-5 family; ``gpt-5-chat*`` is not one) refuse
+what the API refuses them, after the checks above (``check_model_rules``; the order among these is
+the mock's): ``max_tokens`` ("Unsupported parameter: 'max_tokens' is not supported with this model.
+Use 'max_completion_tokens' instead."), ``temperature``/``top_p`` other than the default (o1 and
+GPT-5: "Unsupported value: 'temperature' does not support 0.5 with this model. Only the default (1)
+value is supported.", code ``unsupported_value``; o3-mini, o3, o4-mini: "Unsupported parameter:
+'temperature' is not supported with this model.", for any value), ``presence_penalty``,
+``frequency_penalty``, ``logit_bias``, ``logprobs``/``top_logprobs``, ``stop`` on o3, o4-mini and
+GPT-5, and ``reasoning_effort`` on o1-mini and o1-preview (all "Unsupported parameter: '<name>' is
+not supported with this model.", code ``unsupported_parameter``). GPT-5.1 and GPT-5.2 take
+``temperature``, ``top_p`` and ``logprobs`` with ``reasoning_effort`` ``none`` (their default).
+Confirmed wordings (issue reports quoting the API): max_tokens, temperature both forms, top_p
+("Unsupported parameter" form), stop, presence_penalty. The others (frequency_penalty,
+logit_bias, logprobs, top_logprobs, reasoning_effort, the value form for top_p, and o3/o4-mini
+refusing temperature 1) are the mock's, by analogy.
+
 The validators and body builders are module functions so the Azure mock reuses them.
 """
 
@@ -448,6 +464,71 @@ def _check_response_format(response_format: Any) -> None:
             raise _missing("response_format.json_schema.name")
 
 
+# ----------------------------------------------------------------------------------------------
+# Per-model rules of the reasoning models
+# ----------------------------------------------------------------------------------------------
+
+
+def reasoning_family(model: str) -> str | None:
+    """Which rules a model follows: ``o1-early`` (o1-mini, o1-preview), ``o1``, ``o3-mini``,
+    ``o3`` (o3, o4-mini), ``gpt-5``; None for models without them (GPT-4o, GPT-5 Chat, ...)."""
+    if model.startswith(("o1-mini", "o1-preview")):
+        return "o1-early"
+    if model.startswith("o3-mini"):
+        return "o3-mini"
+    if model.startswith("o1"):
+        return "o1"
+    if model.startswith(("o3", "o4")):
+        return "o3"
+    if model.startswith("gpt-5") and not model.startswith("gpt-5-chat"):
+        return "gpt-5"
+    return None
+
+
+def _samples_without_reasoning(model: str, body: dict) -> bool:
+    """GPT-5.1 and GPT-5.2 (and dated snapshots) not reasoning: ``reasoning_effort`` none, the default."""
+    if not re.fullmatch(r"gpt-5\.[12](-\d{4}-\d{2}-\d{2})?", model):
+        return False
+    return body.get("reasoning_effort") in (None, "none")
+
+
+def _unsupported_parameter(name: str, hint: str = "") -> _Invalid:
+    return _Invalid(f"Unsupported parameter: '{name}' is not supported with this model.{hint}", name,
+                    "unsupported_parameter")
+
+
+def check_model_rules(body: dict, model: str) -> None:
+    """What ``model`` refuses of an otherwise valid chat body (see the module docstring)."""
+    family = reasoning_family(model)
+    if family is None:
+        return
+    if body.get("max_tokens") is not None:
+        raise _unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead.")
+    sampling = _samples_without_reasoning(model, body)
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is None or sampling:
+            continue
+        if family in ("o1", "gpt-5"):
+            if value != 1:
+                raise _Invalid(f"Unsupported value: '{name}' does not support {json.dumps(value)} with this model. "
+                               "Only the default (1) value is supported.", name, "unsupported_value")
+        else:
+            raise _unsupported_parameter(name)
+    for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
+        if body.get(name) is not None:
+            raise _unsupported_parameter(name)
+    if not sampling:
+        if body.get("logprobs"):
+            raise _unsupported_parameter("logprobs")
+        if body.get("top_logprobs") is not None:
+            raise _unsupported_parameter("top_logprobs")
+    if family in ("o3", "gpt-5") and body.get("stop") is not None:
+        raise _unsupported_parameter("stop")
+    if family == "o1-early" and body.get("reasoning_effort") is not None:
+        raise _unsupported_parameter("reasoning_effort")
+
+
 def _check_envelope(raw: bytes, fields: frozenset, require_model: bool = True) -> dict:
     """The checks every endpoint starts with: a JSON object, no unknown arguments, a model."""
     try:
@@ -771,7 +852,9 @@ class OpenAIMock(MockServer):
                 raise _Invalid(f"Invalid URL ({request.method} {request.path})", status=404)
             self._check_key(request.headers)
             if route in BODY_CHECKS:
-                BODY_CHECKS[route](request.body)
+                body = BODY_CHECKS[route](request.body)
+                if route == "chat":
+                    check_model_rules(body, body["model"])
         except _Invalid as error:
             raise Rejection(error.status, openai_error_body(error.message, param=error.param, code=error.code)) \
                 from None

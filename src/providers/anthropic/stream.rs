@@ -1,4 +1,4 @@
-//! Anthropic's event stream → OpenAI `chat.completion.chunk` events (PROVIDERS.md §3.8).
+//! Anthropic's event stream → OpenAI `chat.completion.chunk` events (docs/providers/anthropic.md#streaming).
 //!
 //! Tool calls are numbered 0, 1, 2… in order of appearance, not by Anthropic's content
 //! block index (which also counts text and thinking blocks). Thinking streams as

@@ -1,7 +1,12 @@
 //! Gemini's SSE stream (`streamGenerateContent?alt=sse`) → OpenAI chunks
-//! (PROVIDERS.md §4.6). Every event is a whole `GenerateContentResponse` holding only
+//! (docs/providers/gemini.md#streaming). Every event is a whole `GenerateContentResponse` holding only
 //! what is new; function calls arrive whole; there is no end marker, so the finish
 //! chunk and `[DONE]` are written when the body ends after a finish reason.
+//!
+//! A call without `args` streams as `"{}"`, as a non-streamed answer has it. A client of
+//! the deprecated functions interface gets the first call as `delta.function_call` and
+//! finish reason `function_call`; Gemini cannot be told to make only one, so any further
+//! calls are left out (and logged).
 
 use std::borrow::Cow;
 
@@ -128,15 +133,20 @@ impl EventHandler for State {
         let mut logprobs = candidate.logprobs_result.and_then(|raw| choice_logprobs(raw.get()));
         for part in candidate.content.iter().flat_map(|c| &c.parts) {
             if let Some(call) = &part.function_call {
-                let id = call_id(call.id.as_deref(), part.thought_signature.as_deref(), &self.id, self.tool_calls);
                 let arguments = call.args.map_or(Cow::Borrowed("{}"), |a| compact(a.get()));
-                let delta = ToolCallDelta {
-                    index: self.tool_calls,
-                    id: Some(&id),
-                    kind: Some("function"),
-                    function: FunctionDelta { name: Some(&call.name), arguments: &arguments },
-                };
-                writer.delta(out, &Delta { tool_calls: Some([delta]), ..Delta::default() }, None);
+                let function = FunctionDelta { name: Some(&call.name), arguments: &arguments };
+                if !self.ctx.facts.legacy_functions {
+                    let id = call_id(call.id.as_deref(), part.thought_signature.as_deref(), &self.id, self.tool_calls);
+                    let delta =
+                        ToolCallDelta { index: self.tool_calls, id: Some(&id), kind: Some("function"), function };
+                    writer.delta(out, &Delta { tool_calls: Some([delta]), ..Delta::default() }, None);
+                } else if self.tool_calls == 0 {
+                    writer.delta(out, &Delta { function_call: Some(function), ..Delta::default() }, None);
+                } else {
+                    log::warn!(
+                        "gemini: a further function call for a client of the deprecated functions interface left out"
+                    );
+                }
                 self.tool_calls += 1;
                 self.answered = true;
             } else if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
@@ -152,7 +162,11 @@ impl EventHandler for State {
         if let Some(reason) = candidate.finish_reason.as_deref() {
             self.abnormal = is_abnormal_finish(Some(reason)).then(|| reason.to_string());
             // Gemini says STOP when it calls functions.
-            self.finish = Some(if self.tool_calls > 0 { FinishReason::ToolCalls } else { finish_reason(Some(reason)) });
+            self.finish = Some(match (self.tool_calls, self.ctx.facts.legacy_functions) {
+                (0, _) => finish_reason(Some(reason)),
+                (_, true) => FinishReason::FunctionCall,
+                (_, false) => FinishReason::ToolCalls,
+            });
         }
     }
 }

@@ -195,23 +195,6 @@ fn usage_mapping() {
 }
 
 #[test]
-fn thinking_budgets() {
-    let cases = [("none", 0), ("minimal", 512), ("low", 1024), ("medium", 2048), ("high", 4096), ("xhigh", 8192)];
-    for (effort, budget) in cases {
-        assert_eq!(thinking_budget(effort).unwrap(), budget, "{effort}");
-    }
-    for bad in ["", "max", "HIGH", "extreme"] {
-        let err = thinking_budget(bad).unwrap_err();
-        assert_eq!((err.status(), err.message().contains("reasoning_effort")), (400, true), "{bad}");
-    }
-    // Thoughts are asked for whenever thinking is on.
-    let config =
-        &sent(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"}))
-            ["generationConfig"]["thinkingConfig"];
-    assert_eq!(config, &json!({"thinkingBudget": 0, "includeThoughts": false}));
-}
-
-#[test]
 fn empty_object_schemas_are_left_out() {
     let omitted = [
         r#"{}"#,
@@ -488,6 +471,348 @@ fn stream_errors_never_leak_the_key() {
 // ---------------------------------------------------------------------------------
 // Properties.
 
+// ---------------------------------------------------------------------------------
+// Per-model rules (providers::models, the Gemini rows), table-driven.
+
+/// The adapter's request under `policy`, with the facts it kept.
+fn translate_with(policy: ParamPolicy, body: &Value) -> (Result<UpstreamRequest, GatewayError>, RequestFacts) {
+    let ep = endpoint(policy);
+    let config = UpstreamConfig::default();
+    let mut facts = RequestFacts::default();
+    let out = Gemini.request(
+        &RequestContext { endpoint: &ep, config: &config },
+        Operation::Chat,
+        body.to_string().as_bytes(),
+        &mut facts,
+    );
+    (out, facts)
+}
+
+/// One model of each family the Gemini rows distinguish, and one no row names.
+const GEMINI_MODELS: [&str; 11] = [
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-2.5-flash-image",
+    "gemini-3-pro-preview",
+    "gemini-3.1-pro-preview",
+    "gemini-3-flash-preview",
+    "gemini-3.5-flash",
+    "gemini-2.0-flash",
+    "gemini-flash-latest",
+    "m",
+];
+
+fn param_of(err: &GatewayError) -> Value {
+    serde_json::from_slice::<Value>(&err.body()).unwrap()["error"]["param"].clone()
+}
+
+fn ask(model: &str, extra: Value) -> Value {
+    let mut body = json!({"model": model, "messages": [{"role": "user", "content": "x"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+#[test]
+fn each_gemini_model_gets_its_rules() {
+    use crate::providers::models::rules;
+    let budget = |min, max, can_disable| Reasoning::GeminiBudget { min, max, can_disable };
+    let cases = [
+        ("gemini-2.5-pro", "Gemini 2.5 Pro", budget(128, 32768, false)),
+        ("gemini-2.5-pro-preview-06-05", "Gemini 2.5 Pro", budget(128, 32768, false)),
+        ("gemini-2.5-flash", "Gemini 2.5 Flash", budget(1, 24576, true)),
+        ("gemini-2.5-flash-preview-09-2025", "Gemini 2.5 Flash", budget(1, 24576, true)),
+        ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", budget(512, 24576, true)),
+        ("gemini-2.5-flash-image", "Gemini 2.5 Flash Image", Reasoning::Unsupported),
+        ("gemini-3-pro-preview", "Gemini 3 Pro", Reasoning::GeminiLevel { levels: &["low", "high"] }),
+        ("gemini-3.1-pro-preview", "Gemini 3.1 Pro", Reasoning::GeminiLevel { levels: &["low", "medium", "high"] }),
+        (
+            "gemini-3-flash-preview",
+            "Gemini 3 Flash and 3.1 Flash-Lite",
+            Reasoning::GeminiLevel { levels: &["minimal", "low", "medium", "high"] },
+        ),
+        (
+            "gemini-3.1-flash-lite-preview",
+            "Gemini 3 Flash and 3.1 Flash-Lite",
+            Reasoning::GeminiLevel { levels: &["minimal", "low", "medium", "high"] },
+        ),
+        ("gemini-3.5-flash", "Gemini 3 models", Reasoning::GeminiLevel { levels: &["low", "high"] }),
+        ("gemini-2.0-flash", "Gemini 2.0 and earlier", Reasoning::Unsupported),
+        ("gemini-1.5-pro-002", "Gemini 2.0 and earlier", Reasoning::Unsupported),
+        ("gemini-flash-latest", "models behind the Gemini API", budget(1, 24576, true)),
+        ("m", "models behind the Gemini API", budget(1, 24576, true)),
+    ];
+    for (model, family, reasoning) in cases {
+        let rules = rules(NAME, model);
+        assert_eq!((rules.family, rules.reasoning), (family, reasoning), "{model}");
+        // Gemini's documented temperature range, for every model.
+        assert_eq!(rules.temperature_max, 2.0, "{model}");
+        assert!(!rules.source.is_empty(), "{model}");
+    }
+    // The Gemini rows are Gemini's: another provider serving a Gemini name is that provider's business.
+    assert_eq!(rules("openrouter", "gemini-2.5-pro").reasoning, Reasoning::Effort);
+}
+
+#[test]
+fn reasoning_effort_follows_each_models_rules() {
+    // (model, reasoning_effort) → (thinkingConfig sent, adjusted, dropped) under the default policy.
+    let budget = |b: u32| json!({"thinkingBudget": b, "includeThoughts": b > 0});
+    let level = |l: &str| json!({"thinkingLevel": l, "includeThoughts": true});
+    let cases: Vec<(&str, &str, Option<Value>, Vec<&str>, Vec<&str>)> = vec![
+        // Gemini 2.5: LiteLLM's budgets, inside every 2.5 model's range.
+        ("gemini-2.5-flash", "minimal", Some(budget(512)), vec![], vec![]),
+        ("gemini-2.5-flash", "low", Some(budget(1024)), vec![], vec![]),
+        ("gemini-2.5-flash", "medium", Some(budget(2048)), vec![], vec![]),
+        ("gemini-2.5-flash", "high", Some(budget(4096)), vec![], vec![]),
+        ("gemini-2.5-flash", "xhigh", Some(budget(8192)), vec![], vec![]),
+        ("gemini-2.5-flash", "none", Some(budget(0)), vec![], vec![]),
+        ("gemini-2.5-flash-lite", "none", Some(budget(0)), vec![], vec![]),
+        ("gemini-2.5-flash-lite", "minimal", Some(budget(512)), vec![], vec![]),
+        ("gemini-2.5-pro", "high", Some(budget(4096)), vec![], vec![]),
+        // 2.5 Pro cannot stop thinking: its smallest budget.
+        ("gemini-2.5-pro", "none", Some(budget(128)), vec!["reasoning_effort=thinkingBudget 128"], vec![]),
+        // Gemini 3: levels; one the model lacks becomes the next higher (or its highest).
+        ("gemini-3-pro-preview", "low", Some(level("LOW")), vec![], vec![]),
+        ("gemini-3-pro-preview", "high", Some(level("HIGH")), vec![], vec![]),
+        ("gemini-3-pro-preview", "medium", Some(level("HIGH")), vec!["reasoning_effort=high"], vec![]),
+        ("gemini-3-pro-preview", "minimal", Some(level("LOW")), vec!["reasoning_effort=low"], vec![]),
+        ("gemini-3-pro-preview", "xhigh", Some(level("HIGH")), vec!["reasoning_effort=high"], vec![]),
+        ("gemini-3-pro-preview", "none", Some(level("LOW")), vec!["reasoning_effort=low"], vec![]),
+        ("gemini-3.1-pro-preview", "medium", Some(level("MEDIUM")), vec![], vec![]),
+        ("gemini-3.1-pro-preview", "minimal", Some(level("LOW")), vec!["reasoning_effort=low"], vec![]),
+        ("gemini-3-flash-preview", "minimal", Some(level("MINIMAL")), vec![], vec![]),
+        ("gemini-3-flash-preview", "medium", Some(level("MEDIUM")), vec![], vec![]),
+        ("gemini-3-flash-preview", "none", Some(level("MINIMAL")), vec!["reasoning_effort=minimal"], vec![]),
+        // Models that cannot think: a request to think is dropped; not thinking is what they do.
+        ("gemini-2.0-flash", "high", None, vec![], vec!["reasoning_effort"]),
+        ("gemini-2.0-flash", "none", None, vec![], vec![]),
+        ("gemini-2.5-flash-image", "low", None, vec![], vec!["reasoning_effort"]),
+    ];
+    for (model, effort, config, adjusted, dropped) in cases {
+        let (out, _) = translate_with(ParamPolicy::Default, &ask(model, json!({"reasoning_effort": effort})));
+        let out = out.unwrap_or_else(|e| panic!("{model} {effort}: {}", e.message()));
+        let body: Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
+        let sent = body.get("generationConfig").and_then(|g| g.get("thinkingConfig")).cloned();
+        assert_eq!(sent, config, "{model} {effort}");
+        assert_eq!(out.adjusted_params, adjusted, "{model} {effort}");
+        assert_eq!(out.dropped_params, dropped, "{model} {effort}");
+        if let Some(config) = &sent {
+            // Gemini refuses both forms together.
+            assert!(config.get("thinkingBudget").is_none() || config.get("thinkingLevel").is_none());
+        }
+    }
+    // No reasoning_effort: nothing, whatever the model.
+    for model in ["gemini-2.5-pro", "gemini-3-pro-preview", "gemini-2.0-flash"] {
+        assert_eq!(sent(ask(model, json!({}))).get("generationConfig"), None, "{model}");
+    }
+}
+
+#[test]
+fn reject_policy_refuses_what_the_default_adjusts_or_drops() {
+    // (model, fields) → the parameter the 400 names, under `reject`.
+    let cases = [
+        ("gemini-2.5-pro", json!({"reasoning_effort": "none"}), "reasoning_effort", "smallest thinking budget is 128"),
+        ("gemini-3-pro-preview", json!({"reasoning_effort": "medium"}), "reasoning_effort", "are low, high."),
+        ("gemini-3-pro-preview", json!({"reasoning_effort": "none"}), "reasoning_effort", "cannot turn thinking off"),
+        ("gemini-2.0-flash", json!({"reasoning_effort": "low"}), "reasoning_effort", "cannot think"),
+        ("gemini-2.5-flash", json!({"temperature": 2.4}), "temperature", "0 to 2"),
+    ];
+    for (model, fields, param, detail) in cases {
+        let (out, _) = translate_with(ParamPolicy::Reject, &ask(model, fields.clone()));
+        let err = out.expect_err(model);
+        assert_eq!((err.status(), param_of(&err)), (400, json!(param)), "{model} {fields}");
+        assert!(err.message().contains(detail), "{model}: {}", err.message());
+    }
+    // What each model takes as asked passes under `reject` too.
+    for (model, effort) in [("gemini-2.5-pro", "low"), ("gemini-3-pro-preview", "high"), ("gemini-2.5-flash", "none")] {
+        let (out, _) = translate_with(ParamPolicy::Reject, &ask(model, json!({"reasoning_effort": effort})));
+        assert!(out.is_ok(), "{model} {effort}");
+    }
+    // An effort nobody knows is the client's mistake, whatever the policy.
+    for bad in ["", "max", "HIGH", "extreme"] {
+        let (out, _) = translate_with(ParamPolicy::Drop, &ask("gemini-2.5-flash", json!({"reasoning_effort": bad})));
+        let err = out.expect_err(bad);
+        assert_eq!((err.status(), param_of(&err)), (400, json!("reasoning_effort")), "{bad}");
+    }
+}
+
+#[test]
+fn temperature_above_the_range_is_clamped_and_reported() {
+    let (out, _) = translate_with(ParamPolicy::Default, &ask("gemini-2.5-flash", json!({"temperature": 2.4})));
+    let out = out.unwrap();
+    assert_eq!(out.adjusted_params, vec!["temperature=2".to_string()]);
+    let body: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
+    assert_eq!(body["generationConfig"]["temperature"], json!(2.0));
+}
+
+// ---------------------------------------------------------------------------------
+// The deprecated functions interface (crate::legacy).
+
+const WEATHER: &str =
+    r#"{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}"#;
+
+#[test]
+fn legacy_functions_become_declarations_and_history_pairs_up() {
+    let functions: Value = serde_json::from_str(&format!("[{WEATHER}]")).unwrap();
+    let body = json!({"model": "gemini-2.5-flash", "functions": functions, "function_call": {"name": "get_weather"},
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "function_call": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"role": "function", "name": "get_weather", "content": "18C"}]});
+    let (out, facts) = translate_with(ParamPolicy::Default, &body);
+    assert!(facts.legacy_functions);
+    let sent: Value = serde_json::from_slice(&out.unwrap().body.unwrap()).unwrap();
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(
+        sent["toolConfig"],
+        json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}})
+    );
+    assert_eq!(
+        sent["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+            // Gemini 2.5 checks no signatures: none is invented.
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "18C"}}}]}])
+    );
+    // `function_call: "none"` / `"auto"` are the tool choices they stand for.
+    for (choice, mode) in [("none", "NONE"), ("auto", "AUTO")] {
+        let body = ask("gemini-2.5-flash", json!({"functions": functions, "function_call": choice}));
+        assert_eq!(sent_of(&body)["toolConfig"]["functionCallingConfig"]["mode"], mode, "{choice}");
+    }
+    // With tools too, the answer uses tool_calls.
+    let tools = json!([{"type": "function", "function": {"name": "other"}}]);
+    let (_, facts) =
+        translate_with(ParamPolicy::Default, &ask("gemini-2.5-flash", json!({"functions": functions, "tools": tools})));
+    assert!(!facts.legacy_functions);
+}
+
+fn sent_of(body: &Value) -> Value {
+    let (out, _) = translate_with(ParamPolicy::Default, body);
+    serde_json::from_slice(&out.unwrap().body.unwrap()).unwrap()
+}
+
+#[test]
+fn legacy_calls_in_a_gemini_3_history_carry_googles_dummy_signature() {
+    // A legacy `function_call` has no id to carry the signature back: Gemini 3 would refuse it.
+    let history = |model: &str| {
+        json!({"model": model, "functions": [{"name": "f"}], "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},
+            {"role": "function", "name": "f", "content": "done"},
+            {"role": "assistant", "tool_calls": [{"id": "fc_1__thought__c2ln", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "fc_1__thought__c2ln", "content": "again"}]})
+    };
+    let signatures = |model: &str| -> Vec<Value> {
+        sent_of(&history(model))["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["parts"].as_array().unwrap().clone())
+            .filter(|p| p.get("functionCall").is_some())
+            .map(|p| p.get("thoughtSignature").cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    assert_eq!(signatures("gemini-3-pro-preview"), vec![json!(DUMMY_SIGNATURE), json!("c2ln")]);
+    assert_eq!(signatures("gemini-2.5-flash"), vec![Value::Null, json!("c2ln")]);
+}
+
+#[test]
+fn a_legacy_function_result_without_its_call_is_refused_by_name() {
+    let body = json!({"model": "gemini-2.5-flash", "messages": [
+        {"role": "user", "content": "go"}, {"role": "function", "name": "get_weather", "content": "18C"}]});
+    let (out, _) = translate_with(ParamPolicy::Default, &body);
+    let err = out.unwrap_err();
+    assert_eq!((err.status(), param_of(&err)), (400, json!("messages[1].name")));
+    assert!(err.message().contains("\"get_weather\""), "{}", err.message());
+}
+
+fn respond_legacy(body: &Value) -> Value {
+    let ep = endpoint(ParamPolicy::Default);
+    let facts = RequestFacts { model: "client-model".into(), legacy_functions: true, ..RequestFacts::default() };
+    let ctx = ResponseContext { created: 7, api_key: Some(KEY), endpoint: &ep, request: &facts };
+    let out = Gemini.response(&ctx, Operation::Chat, 200, body.to_string().as_bytes());
+    serde_json::from_slice(&out.body).unwrap()
+}
+
+#[test]
+fn legacy_clients_get_one_function_call() {
+    let call = |name: &str, args: Value| json!({"functionCall": {"name": name, "args": args}});
+    // (parts) → (function_call, finish_reason)
+    let cases = [
+        (vec![call("f", json!({"a": 1}))], json!({"name": "f", "arguments": "{\"a\":1}"}), "function_call"),
+        // Several calls: the first (Gemini cannot be asked for one only).
+        (
+            vec![json!({"text": "Checking."}), call("f", json!({})), call("g", json!({"b": 2}))],
+            json!({"name": "f", "arguments": "{}"}),
+            "function_call",
+        ),
+        (vec![json!({"text": "No call."})], Value::Null, "stop"),
+    ];
+    for (parts, function_call, finish) in cases {
+        let out = respond_legacy(
+            &json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}]}),
+        );
+        let choice = &out["choices"][0];
+        assert_eq!(choice["message"]["function_call"], function_call, "{out}");
+        assert_eq!(choice["message"].get("tool_calls"), None, "{out}");
+        assert_eq!(choice["finish_reason"], finish, "{out}");
+    }
+}
+
+fn stream_with(facts: RequestFacts, pieces: &[&[u8]]) -> Vec<u8> {
+    let ctx = StreamContext {
+        created: 7,
+        include_usage: false,
+        provider: Provider::Gemini,
+        api_key: Some(KEY.into()),
+        facts,
+    };
+    let mut translator = Gemini.stream(ctx);
+    let mut out = Vec::new();
+    for piece in pieces {
+        translator.push(piece, &mut out);
+    }
+    translator.finish(&mut out);
+    out
+}
+
+#[test]
+fn legacy_clients_get_one_streamed_function_call() {
+    let event = br#"data: {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}, {"functionCall": {"name": "g"}}]}, "finishReason": "STOP"}]}
+
+"#;
+    let facts = RequestFacts { model: "m".into(), legacy_functions: true, ..RequestFacts::default() };
+    let out = events(&stream_with(facts, &[event]));
+    let chunks: Vec<Value> = out.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let calls: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("function_call")).collect();
+    assert_eq!(calls, vec![&json!({"name": "f", "arguments": "{\"a\":1}"})]);
+    assert!(chunks.iter().all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()));
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "function_call");
+}
+
+#[test]
+fn calls_without_arguments_are_empty_objects_streamed_or_not() {
+    for args in ["", r#", "args": null"#, r#", "args": {}"#, r#", "args": { }"#] {
+        let candidate = format!(
+            r#"{{"candidates": [{{"content": {{"role": "model", "parts": [{{"functionCall": {{"name": "f"{args}}}}}]}}, "finishReason": "STOP"}}]}}"#
+        );
+        let whole: Value = serde_json::from_slice(&respond(Operation::Chat, 200, candidate.as_bytes()).body).unwrap();
+        assert_eq!(whole["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{}", "{args}");
+        let streamed = stream_of(&[format!("data: {candidate}\n\n").as_bytes()]);
+        let chunks: Vec<Value> =
+            events(&streamed).iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+        let arguments: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(arguments, "{}", "{args}: {chunks:?}");
+    }
+}
+
 fn assert_openai_error(err: &GatewayError) {
     let v: Value = serde_json::from_slice(&err.body()).unwrap();
     assert!(v["error"]["message"].is_string());
@@ -540,6 +865,52 @@ fn check_gemini_request(sent: &Value) -> Result<(), TestCaseError> {
         prop_assert!(system["parts"]
             .as_array()
             .is_some_and(|p| !p.is_empty() && p.iter().all(|p| p["text"].is_string())));
+    }
+    Ok(())
+}
+
+/// What the model's rules (providers::models) allow, checked on the request sent: a
+/// temperature in range, and thinking in the one form the model takes, within its range.
+fn obeys_model_rules(model: &str, sent: &Value) -> Result<(), String> {
+    use crate::providers::models::rules;
+    let rules = rules(NAME, model);
+    let config = &sent["generationConfig"];
+    if config["temperature"].as_f64().is_some_and(|t| t > rules.temperature_max) {
+        return Err(format!("temperature above {}", rules.temperature_max));
+    }
+    let thinking = config.get("thinkingConfig");
+    let budget = thinking.and_then(|t| t.get("thinkingBudget"));
+    let level = thinking.and_then(|t| t.get("thinkingLevel"));
+    if budget.is_some() && level.is_some() {
+        return Err("thinkingBudget and thinkingLevel together".into());
+    }
+    match rules.reasoning {
+        Reasoning::GeminiBudget { min, max, can_disable } => {
+            if level.is_some() {
+                return Err("thinkingLevel on a budget model".into());
+            }
+            if let Some(b) = budget.map(|b| b.as_u64().unwrap_or(u64::MAX)) {
+                if !((b == 0 && can_disable) || (u64::from(min)..=u64::from(max)).contains(&b)) {
+                    return Err(format!("thinking budget {b} outside the model's range"));
+                }
+            }
+        }
+        Reasoning::GeminiLevel { levels } => {
+            if budget.is_some() {
+                return Err("thinkingBudget on a level model".into());
+            }
+            if let Some(level) = level {
+                let name = level.as_str().unwrap_or_default().to_ascii_lowercase();
+                if !levels.contains(&name.as_str()) {
+                    return Err(format!("thinking level {name} the model lacks"));
+                }
+            }
+        }
+        _ if thinking.is_some() => return Err("thinkingConfig on a model that cannot think".into()),
+        _ => {}
+    }
+    if thinking.is_some_and(|t| t["includeThoughts"] == true) && budget.is_some_and(|b| b == 0) {
+        return Err("thoughts asked for with thinking off".into());
     }
     Ok(())
 }
@@ -722,8 +1093,51 @@ proptest! {
                 check_gemini_request(&sent)?;
                 let model = value["model"].as_str().unwrap_or_default();
                 prop_assert!(out.path.starts_with(&format!("/v1beta/models/{model}:")), "{}", out.path);
+                if let Err(broken) = obeys_model_rules(model, &sent) {
+                    prop_assert!(false, "{broken}: {sent}");
+                }
             }
             Err(e) => assert_openai_error(&e),
+        }
+    }
+
+    /// Valid requests to every Gemini family the table distinguishes, under every policy:
+    /// what is sent obeys the model's rules, or the request is refused naming the parameter.
+    #[test]
+    fn every_gemini_model_is_sent_only_what_it_takes(
+        model in prop::sample::select(GEMINI_MODELS.to_vec()),
+        effort in proptest::option::of(prop::sample::select(vec!["none", "minimal", "low", "medium", "high", "xhigh"])),
+        temperature in proptest::option::of(0.0f64..2.5),
+        policy in prop::sample::select(vec![ParamPolicy::Default, ParamPolicy::Drop, ParamPolicy::Reject]),
+        legacy in any::<bool>(),
+    ) {
+        let mut body = ask(model, json!({}));
+        if let Some(e) = effort {
+            body["reasoning_effort"] = json!(e);
+        }
+        if let Some(t) = temperature {
+            body["temperature"] = json!(t);
+        }
+        if legacy {
+            body["functions"] = json!([{"name": "f"}]);
+        }
+        let (out, facts) = translate_with(policy, &body);
+        match out {
+            Ok(out) => {
+                prop_assert_eq!(facts.legacy_functions, legacy);
+                let sent: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
+                check_gemini_request(&sent)?;
+                if let Err(broken) = obeys_model_rules(model, &sent) {
+                    prop_assert!(false, "{broken}: {sent}");
+                }
+                if policy == ParamPolicy::Reject {
+                    prop_assert!(out.adjusted_params.is_empty() && out.dropped_params.is_empty());
+                }
+            }
+            Err(e) => {
+                prop_assert_eq!(policy, ParamPolicy::Reject, "{}", e.message());
+                prop_assert!(matches!(param_of(&e).as_str(), Some("reasoning_effort" | "temperature")), "{}", e.message());
+            }
         }
     }
 

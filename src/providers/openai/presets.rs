@@ -1,5 +1,5 @@
 //! OpenAI-compatible providers: one adapter, and per provider its defaults and the
-//! quirks where it departs from OpenAI (PROVIDERS.md §2, §7). Endpoint metadata names a
+//! quirks where it departs from OpenAI (docs/providers/azure.md, docs/providers/openai-compatible.md). Endpoint metadata names a
 //! preset with `provider: <name>`; `api_base` overrides the base URL.
 //!
 //! Every quirk cites where it comes from. Only what a provider documents (or what its
@@ -26,9 +26,15 @@ pub struct Preset {
     pub named_tool_choice: bool,
     /// Accepts `messages[].name` (rejected with a 400 by some).
     pub message_names: bool,
-    /// Message fields the provider rejects (other gateways' extensions replayed in the
-    /// history); removed from every message.
+    /// Message fields the provider rejects (extensions of this and other gateways
+    /// replayed in the history: `thinking_blocks` from Anthropic answers, `reasoning_content`
+    /// and `reasoning` from reasoning models); removed from every message.
     pub foreign_message_fields: &'static [&'static str],
+    /// Takes OpenAI's deprecated `functions`/`function_call` (and assistant `function_call`,
+    /// `role: "function"` messages) as they are. Elsewhere they are rewritten into `tools`,
+    /// `tool_choice`, `tool_calls` and tool messages, and the answer back into the legacy
+    /// shape.
+    pub native_functions: bool,
     /// Tool-call ids must be exactly 9 alphanumerics (Mistral).
     pub nine_char_tool_ids: bool,
     /// Chat parameters the provider refuses (or silently ignores), and how much their
@@ -44,7 +50,17 @@ pub struct Preset {
     pub completions: bool,
 }
 
-/// OpenAI itself, and the defaults every other preset departs from.
+/// Anthropic's thinking blocks, which the gateway returns (LiteLLM's extension) so they can
+/// go back to Anthropic: no OpenAI-compatible provider takes them, so they never leave
+/// for one.
+const GATEWAY_ONLY: &[&str] = &["thinking_blocks"];
+
+/// OpenAI validates messages against its schema: "Additional properties are not allowed
+/// ('id' was unexpected) - 'messages.0'" (transitive-bullshit/agentic#531,
+/// openai/openai-node#1161). Thinking replayed from other providers goes.
+const OPENAI_SCHEMA_ONLY: &[&str] = &["thinking_blocks", "reasoning_content", "reasoning"];
+
+/// The defaults every preset departs from (OpenAI's request, as a compatible server takes it).
 pub(crate) const OPENAI_LIKE: Preset = Preset {
     name: "openai",
     api_base: "https://api.openai.com/v1",
@@ -55,7 +71,10 @@ pub(crate) const OPENAI_LIKE: Preset = Preset {
     required_tool_choice: "required",
     named_tool_choice: true,
     message_names: true,
-    foreign_message_fields: &[],
+    foreign_message_fields: GATEWAY_ONLY,
+    // Compatible servers document the tools interface; the deprecated one is OpenAI's own
+    // and goes to them as tools (docs/providers/openai.md#request-fields: "translate to the tools form").
+    native_functions: false,
     nine_char_tool_ids: false,
     lacks: &[],
     stream_usage: true,
@@ -65,7 +84,15 @@ pub(crate) const OPENAI_LIKE: Preset = Preset {
 };
 
 pub static PRESETS: [Preset; 16] = [
-    OPENAI_LIKE,
+    Preset {
+        name: "openai",
+        foreign_message_fields: OPENAI_SCHEMA_ONLY,
+        // platform.openai.com/docs/api-reference/chat/create and openai-python 3.54
+        // completion_create_params.py: `functions` "Deprecated in favor of `tools`",
+        // `function_call` "Deprecated in favor of `tool_choice`", both still accepted.
+        native_functions: true,
+        ..OPENAI_LIKE
+    },
     Preset {
         name: "azure",
         // No shared host: every resource has its own `https://{resource}.openai.azure.com`,
@@ -74,6 +101,11 @@ pub static PRESETS: [Preset; 16] = [
         // `api-key: <key>`, not `Authorization` (learn.microsoft.com azure/ai-services/openai/reference).
         auth: AuthScheme::Header("api-key"),
         azure: true,
+        // OpenAI's request schema: the same strictness about message fields, and
+        // `functions`/`function_call` (deprecated) in the chat completions reference
+        // (learn.microsoft.com azure/ai-foundry/openai/reference).
+        foreign_message_fields: OPENAI_SCHEMA_ONLY,
+        native_functions: true,
         ..OPENAI_LIKE
     },
     Preset {
@@ -93,8 +125,8 @@ pub static PRESETS: [Preset; 16] = [
         message_names: false,
         // Replayed thinking from other providers → 422 extra_forbidden
         // (BerriAI/litellm#30835, charmbracelet/crush#1590).
-        foreign_message_fields: &["reasoning_content", "reasoning"],
-        // "Tool call id was … but must be a-z, A-Z, 0-9, with a length of 9" (PROVIDERS.md §7.1).
+        foreign_message_fields: &["thinking_blocks", "reasoning_content", "reasoning"],
+        // "Tool call id was … but must be a-z, A-Z, 0-9, with a length of 9" (docs/providers/openai-compatible.md#mistral).
         nine_char_tool_ids: true,
         // Not in Mistral's request schema, which forbids extra fields (see above).
         lacks: &[
@@ -103,7 +135,7 @@ pub static PRESETS: [Preset; 16] = [
             ("logit_bias", Impact::Sampling),
             ("user", Impact::Sampling),
         ],
-        // No `stream_options` in the schema; usage comes on the last chunk unasked (§7.1).
+        // No `stream_options` in the schema; usage comes on the last chunk unasked (docs/providers/openai-compatible.md#mistral).
         stream_usage: false,
         // ChatCompletionChoiceFinishReason: stop|length|model_length|error|tool_calls.
         finish_reasons: &[("model_length", FinishReason::Length), ("error", FinishReason::Stop)],
@@ -117,6 +149,10 @@ pub static PRESETS: [Preset; 16] = [
         // console.groq.com/docs/openai: `messages[].name`, `logprobs`, `logit_bias` and
         // `top_logprobs` "will result in a 400 error"; `n` must be 1.
         message_names: false,
+        // "'messages.1' : for 'role:assistant' the following must be satisfied[('messages.1'
+        // : property 'reasoning_content' is unsupported)]" (janhq/jan#8136,
+        // NousResearch/hermes-agent#11089).
+        foreign_message_fields: &["thinking_blocks", "reasoning_content"],
         lacks: &[
             ("logprobs", Impact::Semantic),
             ("top_logprobs", Impact::Semantic),
@@ -134,8 +170,12 @@ pub static PRESETS: [Preset; 16] = [
         api_base: "https://api.deepseek.com",
         // Create-chat-completion parameters: `max_tokens`; no `n`, no `logit_bias`.
         max_tokens_only: true,
+        // `reasoning_content` stays: in thinking mode "For turns that do perform tool calls,
+        // the reasoning_content must be fully passed back to the API in all subsequent
+        // requests" (400 otherwise); elsewhere "it will be ignored"
+        // (api-docs.deepseek.com/guides/thinking_mode).
         lacks: &[("n", Impact::Semantic), ("logit_bias", Impact::Sampling)],
-        // Resource exhaustion on DeepSeek's side, reported as a finish reason (§7.3, §10.2).
+        // Resource exhaustion on DeepSeek's side, reported as a finish reason (docs/providers/openai-compatible.md#deepseek, docs/providers/gateway-rules.md#finish-reason-mapping).
         finish_reasons: &[("insufficient_system_resource", FinishReason::Length)],
         // No embeddings; completions only as beta FIM under https://api.deepseek.com/beta.
         embeddings: false,
@@ -156,7 +196,7 @@ pub static PRESETS: [Preset; 16] = [
         // docs.together.ai/docs/inference/openai-compatibility: base_url https://api.together.ai/v1;
         // chat, completions and embeddings are all supported.
         api_base: "https://api.together.ai/v1",
-        // Together/HF servers report `eos` (PROVIDERS.md §7.5, §10.2).
+        // Together/HF servers report `eos` (docs/providers/openai-compatible.md#together-ai, docs/providers/gateway-rules.md#finish-reason-mapping).
         finish_reasons: &[("eos", FinishReason::Stop), ("eos_token", FinishReason::Stop)],
         ..OPENAI_LIKE
     },
@@ -164,7 +204,7 @@ pub static PRESETS: [Preset; 16] = [
         name: "fireworks",
         // docs.fireworks.ai/tools-sdks/openai-compatibility.
         api_base: "https://api.fireworks.ai/inference/v1",
-        // litellm's Fireworks transformation (PROVIDERS.md §7.6).
+        // litellm's Fireworks transformation (docs/providers/openai-compatible.md#fireworks-ai).
         max_tokens_only: true,
         required_tool_choice: "any",
         ..OPENAI_LIKE
@@ -203,6 +243,9 @@ pub static PRESETS: [Preset; 16] = [
         // (cerebras-cloud-sdk-python types/chat/completion_create_params.py) accepts the
         // penalties, `logit_bias`, `n` and named tool choices the older docs refused.
         api_base: "https://api.cerebras.ai/v1",
+        // "messages.2.assistant.reasoning_content: property
+        // 'messages.2.assistant.reasoning_content' is unsupported" (Kilo-Org/kilocode#10375).
+        foreign_message_fields: &["thinking_blocks", "reasoning_content"],
         // Chat and /v1/completions only.
         embeddings: false,
         ..OPENAI_LIKE

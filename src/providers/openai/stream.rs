@@ -12,18 +12,29 @@
 //! `id`, `created` and `model` are empty. It is passed on, but stamped with the
 //! stream's identity (held until the first regular chunk names it), so that every chunk
 //! of a stream carries the same `id`/`created`/`model`.
+//!
+//! A tool call whose arguments never stream (vLLM and Ollama may send only the call's
+//! name for a function without parameters) gets an `"{}"` fragment just before its
+//! choice's finish chunk, so the client assembles the `"{}"` a complete answer has.
+//! For a client that asked with the deprecated `functions` (on a provider without them,
+//! which got `tools`), the chunks carrying call 0 and the `tool_calls` finish reason are
+//! rewritten into `delta.function_call` and `function_call`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::presets::Preset;
 use super::{
-    json_string, normalise_error, normalise_finish_reasons, preset_of_provider, stream_error_status, TopLevel,
+    json_string, legacy_choice, normalise_error, normalise_finish_reasons, preset_of_provider, rewrite_choices,
+    stream_error_status, TopLevel,
 };
 use crate::codec::sse::{write_data, Event};
 use crate::error::GatewayError;
 use crate::providers::stream::{done, error_event, EventHandler, SseStream, StreamContext};
 use crate::schema::openai::{CompletionTokensDetails, PromptTokensDetails, Usage};
+
+/// Tool calls whose arguments are tracked per stream (far more than any answer has).
+const MAX_TRACKED_CALLS: usize = 256;
 
 pub(super) struct State {
     ctx: StreamContext,
@@ -38,6 +49,10 @@ pub(super) struct State {
     /// The usage taken off a provider's last chunk, as a chunk of its own, for a
     /// client that asked for it: written just before `[DONE]`.
     usage_chunk: Option<Vec<u8>>,
+    /// Tool calls so far: (choice index, call index, some argument text arrived).
+    calls: Vec<(u64, u64, bool)>,
+    /// The client expects the legacy `function_call` shape.
+    legacy: bool,
 }
 
 /// Just what the gateway needs from a chunk; the rest is skipped, not built. Fields are
@@ -58,7 +73,7 @@ struct ChunkSummary<'a> {
     created: Option<&'a RawValue>,
     #[serde(default, borrow)]
     model: Option<&'a RawValue>,
-    /// Groq's older streams put the usage here (PROVIDERS.md §7.2).
+    /// Groq's older streams put the usage here (docs/providers/openai-compatible.md#groq).
     #[serde(default, borrow)]
     x_groq: Option<GroqExtras<'a>>,
 }
@@ -66,7 +81,42 @@ struct ChunkSummary<'a> {
 #[derive(Deserialize)]
 struct ChoiceSummary<'a> {
     #[serde(default, borrow)]
+    index: Option<&'a RawValue>,
+    #[serde(default, borrow)]
     finish_reason: Option<&'a RawValue>,
+    /// Read further only when it carries tool calls.
+    #[serde(default, borrow)]
+    delta: Option<&'a RawValue>,
+}
+
+impl ChoiceSummary<'_> {
+    fn index(&self) -> u64 {
+        self.index.and_then(|i| i.get().parse().ok()).unwrap_or(0)
+    }
+
+    fn finished(&self) -> bool {
+        self.finish_reason.is_some_and(|r| r.get() != "null")
+    }
+}
+
+#[derive(Deserialize)]
+struct DeltaSummary<'a> {
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<CallSummary<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct CallSummary<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    function: Option<FunctionSummary<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionSummary<'a> {
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +204,7 @@ fn raw_str(raw: Option<&RawValue>) -> Option<String> {
 
 pub(super) fn translator(ctx: StreamContext) -> SseStream<State> {
     let preset = preset_of_provider(ctx.provider);
+    let ctx_legacy = ctx.facts.legacy_functions && !preset.native_functions;
     SseStream::new(State {
         ctx,
         preset,
@@ -162,6 +213,8 @@ pub(super) fn translator(ctx: StreamContext) -> SseStream<State> {
         identity: None,
         held: Vec::new(),
         usage_chunk: None,
+        calls: Vec::new(),
+        legacy: ctx_legacy,
     })
 }
 
@@ -196,6 +249,11 @@ impl EventHandler for State {
         let data = event.data.trim();
         if data == "[DONE]" {
             self.flush_held(out);
+            // Calls still without arguments in a stream that never said it finished.
+            let open: Vec<(u64, u64)> = self.calls.iter().filter(|c| !c.2).map(|c| (c.0, c.1)).collect();
+            for (choice, call) in open {
+                self.empty_arguments(out, choice, call, None, false);
+            }
             if let Some(usage_chunk) = self.usage_chunk.take() {
                 write_data(out, &usage_chunk);
             }
@@ -268,9 +326,11 @@ impl EventHandler for State {
             .any(|c| raw_str(c.finish_reason).is_some_and(|r| self.preset.finish_reason(&r).is_some()));
         let rewritten = nonstandard.then(|| normalise_finish_reasons(self.preset, data.as_bytes())).flatten();
         let chunk: &[u8] = rewritten.as_deref().unwrap_or(data.as_bytes());
+        let completed = self.complete_calls(out, &summary, chunk);
+        let chunk: &[u8] = completed.as_deref().unwrap_or(chunk);
         match summary.usage.filter(|u| u.get() != "null") {
             Some(usage) => self.split_usage(out, chunk, &summary, usage),
-            None => write_data(out, chunk),
+            None => self.emit(out, chunk),
         }
     }
 }
@@ -283,8 +343,109 @@ impl State {
             return write_data(out, chunk);
         };
         let without = if self.ctx.include_usage { Some("null".to_string()) } else { None };
-        write_data(out, &fields.rewrite(&[("usage", without)]));
+        self.emit(out, &fields.rewrite(&[("usage", without)]));
         self.hold_usage_chunk(summary, usage);
+    }
+
+    /// Writes a choice chunk, in the legacy shape for a client that asked with `functions`.
+    fn emit(&self, out: &mut Vec<u8>, chunk: &[u8]) {
+        let legacy = self.legacy.then(|| legacy_chunk(chunk)).flatten();
+        write_data(out, legacy.as_deref().unwrap_or(chunk));
+    }
+
+    /// Keeps track of the chunk's tool calls; when a choice finishes, each of its calls
+    /// whose arguments never came gets `"{}"`: as a fragment of its own before the
+    /// finish chunk, or, for a call that this chunk opens, in the chunk itself (the
+    /// rewritten chunk is returned).
+    fn complete_calls(&mut self, out: &mut Vec<u8>, summary: &ChunkSummary, chunk: &[u8]) -> Option<Vec<u8>> {
+        let mut before = Vec::new();
+        let mut in_place = Vec::new();
+        for choice in summary.choices.iter().flatten() {
+            let index = choice.index();
+            let mut opened = Vec::new();
+            let delta = choice.delta.filter(|d| d.get().contains("tool_calls"));
+            let calls =
+                delta.and_then(|d| serde_json::from_str::<DeltaSummary>(d.get()).ok()).and_then(|d| d.tool_calls);
+            for call in calls.into_iter().flatten() {
+                let at = call.index.unwrap_or(0);
+                let arguments =
+                    call.function.and_then(|f| f.arguments).is_some_and(|a| !matches!(a.get(), "\"\"" | "null"));
+                let room = self.calls.len() < MAX_TRACKED_CALLS;
+                match self.calls.iter_mut().find(|c| c.0 == index && c.1 == at) {
+                    Some(known) => known.2 |= arguments,
+                    // A bound on what a provider can make the gateway remember.
+                    None if room => {
+                        self.calls.push((index, at, arguments));
+                        opened.push(at);
+                    }
+                    None => {}
+                }
+            }
+            if choice.finished() {
+                for call in self.calls.iter_mut().filter(|c| c.0 == index && !c.2) {
+                    call.2 = true;
+                    match opened.contains(&call.1) {
+                        true => in_place.push((index, call.1)),
+                        false => before.push((index, call.1)),
+                    }
+                }
+            }
+        }
+        let usage_null = chunk.windows(12).any(|w| w == br#""usage":null"#);
+        for (choice, call) in before {
+            self.empty_arguments(out, choice, call, Some(summary), usage_null);
+        }
+        if in_place.is_empty() {
+            return None;
+        }
+        rewrite_choices(chunk, |choice| {
+            let index = choice.get("index").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let calls = choice.pointer_mut("/delta/tool_calls").and_then(serde_json::Value::as_array_mut);
+            let mut changed = false;
+            for call in calls.into_iter().flatten() {
+                let at = call.get("index").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let function = call.get_mut("function").and_then(serde_json::Value::as_object_mut);
+                if let Some(function) = function.filter(|_| in_place.contains(&(index, at))) {
+                    function.insert("arguments".into(), serde_json::Value::from("{}"));
+                    changed = true;
+                }
+            }
+            changed
+        })
+    }
+
+    /// The `"{}"` fragment of a call whose arguments never came, with the stream's identity.
+    fn empty_arguments(
+        &mut self,
+        out: &mut Vec<u8>,
+        choice: u64,
+        call: u64,
+        summary: Option<&ChunkSummary>,
+        usage_null: bool,
+    ) {
+        if let Some(known) = self.calls.iter_mut().find(|c| c.0 == choice && c.1 == call) {
+            known.2 = true;
+        }
+        if self.legacy && call != 0 {
+            // The legacy shape has one call; the others are not shown.
+            return;
+        }
+        let raw = |v: Option<&RawValue>, default: &str| v.map_or_else(|| default.to_string(), |v| v.get().to_string());
+        let [id, object, created, model] = match (&self.identity, summary) {
+            (Some(identity), _) => identity.clone(),
+            (None, summary) => [
+                raw(summary.and_then(|s| s.id), "null"),
+                raw(summary.and_then(|s| s.object), "\"chat.completion.chunk\""),
+                raw(summary.and_then(|s| s.created), "null"),
+                raw(summary.and_then(|s| s.model), "null"),
+            ],
+        };
+        // `"usage": null` as the provider's own (finish) chunk has it.
+        let usage = if usage_null { r#","usage":null"# } else { "" };
+        let chunk = format!(
+            r#"{{"id":{id},"object":{object},"created":{created},"model":{model},"choices":[{{"index":{choice},"delta":{{"tool_calls":[{{"index":{call},"function":{{"arguments":"{{}}"}}}}]}},"logprobs":null,"finish_reason":null}}]{usage}}}"#
+        );
+        self.emit(out, chunk.as_bytes());
     }
 
     /// Keeps `usage` as a chunk of its own, with the chunk's identity, to be written
@@ -328,4 +489,12 @@ impl State {
             None => write_data(out, data.as_bytes()),
         }
     }
+}
+
+/// A chunk in the legacy shape (see [`legacy_choice`]); `None` when unchanged.
+fn legacy_chunk(chunk: &[u8]) -> Option<Vec<u8>> {
+    if !chunk.windows(10).any(|w| w == b"tool_calls") {
+        return None;
+    }
+    rewrite_choices(chunk, |choice| legacy_choice(choice, "delta"))
 }

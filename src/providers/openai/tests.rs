@@ -3,7 +3,7 @@ use super::*;
 use crate::config::UpstreamConfig;
 use crate::endpoint::Endpoint;
 use crate::providers::stream::StreamContext;
-use crate::providers::{ParamPolicy, Provider};
+use crate::providers::{models, ParamPolicy, Provider};
 use crate::schema::openai::Usage;
 use crate::testing::{arb_chat_request, arb_json, fuzz_config};
 use proptest::prelude::*;
@@ -80,15 +80,19 @@ fn leaves_the_body_alone_when_the_model_already_matches_or_is_not_set() {
 #[test]
 fn successful_responses_pass_through_unbuffered_and_streams_are_read() {
     let ep = endpoint(None);
-    let handling = |status, stream| OpenAi.response_handling(&ep, Operation::Chat, status, stream);
+    let plain = RequestFacts::default();
+    let handling = |status, stream| OpenAi.response_handling(&ep, Operation::Chat, status, stream, &plain);
     assert_eq!(handling(200, false), ResponseHandling::PassThrough);
     assert_eq!(handling(200, true), ResponseHandling::Stream);
     assert_eq!(handling(429, false), ResponseHandling::Translate);
     assert_eq!(handling(429, true), ResponseHandling::Translate);
     // Presets with their own finish reasons are read, except for embeddings.
     let mistral = endpoint_for(preset("mistral"), None, None, ParamPolicy::Default);
-    assert_eq!(OpenAi.response_handling(&mistral, Operation::Chat, 200, false), ResponseHandling::Translate);
-    assert_eq!(OpenAi.response_handling(&mistral, Operation::Embeddings, 200, false), ResponseHandling::PassThrough);
+    assert_eq!(OpenAi.response_handling(&mistral, Operation::Chat, 200, false, &plain), ResponseHandling::Translate);
+    assert_eq!(
+        OpenAi.response_handling(&mistral, Operation::Embeddings, 200, false, &plain),
+        ResponseHandling::PassThrough
+    );
 }
 
 #[test]
@@ -454,6 +458,680 @@ fn unreadable_events_never_echo_the_key() {
 }
 
 // ---------------------------------------------------------------------------------
+// Per-model rules (providers::models, OpenAI-compatible section).
+
+/// What a deployment of `preset` serving `model` sends for `body`: the body, the request
+/// (headers, reports) and the facts kept for the answer.
+fn on_model(
+    preset_name: &str,
+    model: &str,
+    policy: ParamPolicy,
+    body: &Value,
+) -> Result<(Value, UpstreamRequest, RequestFacts), GatewayError> {
+    let ep = endpoint_for(preset(preset_name), Some(model), None, policy);
+    let config = UpstreamConfig::default();
+    let mut facts = RequestFacts::default();
+    let bytes = body.to_string().into_bytes();
+    let out =
+        OpenAi.request(&RequestContext { endpoint: &ep, config: &config }, Operation::Chat, &bytes, &mut facts)?;
+    let sent = serde_json::from_slice(out.body.as_deref().unwrap_or(&bytes)).unwrap();
+    Ok((sent, out, facts))
+}
+
+fn question(extra: Value) -> Value {
+    let mut body = json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+enum Want {
+    /// Sent with these fields (`null`: absent), these dropped and these adjusted.
+    Sent(Value, &'static [&'static str], &'static [&'static str]),
+    /// Refused with a 400 naming the parameter.
+    Refused(&'static str),
+}
+
+#[test]
+fn reasoning_models_get_their_rules_as_edits() {
+    use ParamPolicy::{Default as Def, Drop, Reject};
+    use Want::{Refused, Sent};
+    let renamed: &[&str] = &["max_tokens=max_completion_tokens"];
+    let cases: Vec<(&str, &str, ParamPolicy, Value, Want)> = vec![
+        // OpenAI o-series: max_tokens becomes max_completion_tokens; sampling only the default.
+        (
+            "openai",
+            "o3-mini",
+            Def,
+            json!({"max_tokens": 100, "temperature": 0.2}),
+            Sent(
+                json!({"max_completion_tokens": 100, "max_tokens": null, "temperature": null}),
+                &["temperature"],
+                renamed,
+            ),
+        ),
+        ("openai", "o3-mini", Reject, json!({"max_tokens": 100}), Refused("max_tokens")),
+        (
+            "openai",
+            "o3-mini",
+            Def,
+            json!({"max_tokens": null}),
+            Sent(json!({"max_tokens": null, "max_completion_tokens": null}), &[], &[]),
+        ),
+        (
+            "openai",
+            "o3-mini",
+            Reject,
+            json!({"temperature": 1, "top_p": 1.0, "presence_penalty": 0, "logprobs": false}),
+            Sent(json!({"temperature": null, "top_p": null, "presence_penalty": null, "logprobs": null}), &[], &[]),
+        ),
+        ("openai", "o3-mini", Def, json!({"logprobs": true, "top_logprobs": 2}), Refused("logprobs")),
+        (
+            "openai",
+            "o3-mini",
+            Drop,
+            json!({"logprobs": true, "top_logprobs": 2, "logit_bias": {"50256": -100}}),
+            Sent(
+                json!({"logprobs": null, "top_logprobs": null, "logit_bias": null}),
+                &["logprobs", "top_logprobs", "logit_bias"],
+                &[],
+            ),
+        ),
+        // o3-mini keeps stop; o3 and o4-mini refuse it.
+        ("openai", "o3-mini-2025-01-31", Def, json!({"stop": ["END"]}), Sent(json!({"stop": ["END"]}), &[], &[])),
+        ("openai", "o4-mini", Def, json!({"stop": ["END"]}), Refused("stop")),
+        (
+            "openai",
+            "o3",
+            Drop,
+            json!({"stop": "END", "frequency_penalty": 0.5}),
+            Sent(json!({"stop": null, "frequency_penalty": null}), &["frequency_penalty", "stop"], &[]),
+        ),
+        ("openai", "o3", Reject, json!({"stop": []}), Sent(json!({"stop": null}), &[], &[])),
+        (
+            "openai",
+            "o1",
+            Def,
+            json!({"reasoning_effort": "high", "presence_penalty": 0.4}),
+            Sent(json!({"reasoning_effort": "high", "presence_penalty": null}), &["presence_penalty"], &[]),
+        ),
+        (
+            "openai",
+            "o1-mini",
+            Def,
+            json!({"reasoning_effort": "low"}),
+            Sent(json!({"reasoning_effort": null}), &["reasoning_effort"], &[]),
+        ),
+        // GPT-5: the same, and stop; max_completion_tokens given too makes max_tokens redundant.
+        (
+            "openai",
+            "gpt-5",
+            Def,
+            json!({"top_p": 0.9, "max_tokens": 5, "max_completion_tokens": 9}),
+            Sent(json!({"top_p": null, "max_tokens": null, "max_completion_tokens": 9}), &["top_p", "max_tokens"], &[]),
+        ),
+        ("openai", "gpt-5-mini", Def, json!({"temperature": 0.5, "stop": "x"}), Refused("stop")),
+        // GPT-5.1/5.2 take sampling and logprobs when they do not reason (their default).
+        (
+            "openai",
+            "gpt-5.1",
+            Reject,
+            json!({"temperature": 0.3, "top_p": 0.5, "logprobs": true, "top_logprobs": 2}),
+            Sent(json!({"temperature": 0.3, "top_p": 0.5, "logprobs": true, "top_logprobs": 2}), &[], &[]),
+        ),
+        (
+            "openai",
+            "gpt-5.2-2025-12-11",
+            Def,
+            json!({"reasoning_effort": "none", "temperature": 0.3, "presence_penalty": 1}),
+            Sent(json!({"temperature": 0.3, "presence_penalty": null}), &["presence_penalty"], &[]),
+        ),
+        (
+            "openai",
+            "gpt-5.1",
+            Def,
+            json!({"reasoning_effort": "low", "temperature": 0.3}),
+            Sent(json!({"reasoning_effort": "low", "temperature": null}), &["temperature"], &[]),
+        ),
+        ("openai", "gpt-5.1", Def, json!({"reasoning_effort": "medium", "logprobs": true}), Refused("logprobs")),
+        (
+            "openai",
+            "gpt-5.1-codex",
+            Def,
+            json!({"temperature": 0.3}),
+            Sent(json!({"temperature": null}), &["temperature"], &[]),
+        ),
+        // Not reasoning models: nothing changes.
+        (
+            "openai",
+            "gpt-5-chat-latest",
+            Reject,
+            json!({"temperature": 0.3, "max_tokens": 5, "stop": "x"}),
+            Sent(json!({"temperature": 0.3, "max_tokens": 5, "stop": "x"}), &[], &[]),
+        ),
+        (
+            "openai",
+            "gpt-4o-mini",
+            Reject,
+            json!({"temperature": 1.7, "max_tokens": 5, "logprobs": true}),
+            Sent(json!({"temperature": 1.7, "max_tokens": 5, "logprobs": true}), &[], &[]),
+        ),
+        // Azure: the same models, the same rules.
+        (
+            "azure",
+            "o4-mini",
+            Def,
+            json!({"max_tokens": 64, "top_p": 0.2}),
+            Sent(json!({"max_completion_tokens": 64, "top_p": null}), &["top_p"], renamed),
+        ),
+        // Other presets' rows are their own: OpenRouter's o3-mini is OpenRouter's business.
+        (
+            "openrouter",
+            "o3-mini",
+            Reject,
+            json!({"max_tokens": 5, "temperature": 0.2}),
+            Sent(json!({"max_tokens": 5, "temperature": 0.2}), &[], &[]),
+        ),
+        // xAI: reasoning models refuse penalties and stop; only some take reasoning_effort.
+        (
+            "xai",
+            "grok-3-mini",
+            Def,
+            json!({"reasoning_effort": "high", "presence_penalty": 0.1}),
+            Sent(json!({"reasoning_effort": "high", "presence_penalty": null}), &["presence_penalty"], &[]),
+        ),
+        ("xai", "grok-3-mini-fast", Def, json!({"stop": ["\n"]}), Refused("stop")),
+        (
+            "xai",
+            "grok-4",
+            Def,
+            json!({"reasoning_effort": "low", "frequency_penalty": -1}),
+            Sent(
+                json!({"reasoning_effort": null, "frequency_penalty": null}),
+                &["reasoning_effort", "frequency_penalty"],
+                &[],
+            ),
+        ),
+        ("xai", "grok-4-0709", Reject, json!({"reasoning_effort": "low"}), Refused("reasoning_effort")),
+        ("xai", "grok-4-fast-reasoning", Drop, json!({"stop": "x"}), Sent(json!({"stop": null}), &["stop"], &[])),
+        (
+            "xai",
+            "grok-4-fast-non-reasoning",
+            Reject,
+            json!({"presence_penalty": 0.5, "stop": "x"}),
+            Sent(json!({"presence_penalty": 0.5, "stop": "x"}), &[], &[]),
+        ),
+        (
+            "xai",
+            "grok-4.3",
+            Def,
+            json!({"reasoning_effort": "none", "presence_penalty": 0.5}),
+            Sent(json!({"reasoning_effort": "none", "presence_penalty": null}), &["presence_penalty"], &[]),
+        ),
+        (
+            "xai",
+            "grok-3",
+            Def,
+            json!({"reasoning_effort": "low", "presence_penalty": 0.5}),
+            Sent(json!({"reasoning_effort": null, "presence_penalty": 0.5}), &["reasoning_effort"], &[]),
+        ),
+        (
+            "xai",
+            "grok-code-fast-1",
+            Def,
+            json!({"frequency_penalty": 0.5, "temperature": 0.2}),
+            Sent(json!({"frequency_penalty": null, "temperature": 0.2}), &["frequency_penalty"], &[]),
+        ),
+        // DeepSeek's reasoner: logprobs refused; the sampling it ignores is passed on.
+        ("deepseek", "deepseek-reasoner", Def, json!({"logprobs": true}), Refused("logprobs")),
+        (
+            "deepseek",
+            "deepseek-reasoner",
+            Reject,
+            json!({"temperature": 0.2, "top_p": 0.3, "max_completion_tokens": 9}),
+            Sent(json!({"temperature": 0.2, "top_p": 0.3, "max_tokens": 9, "max_completion_tokens": null}), &[], &[]),
+        ),
+        ("deepseek", "deepseek-chat", Reject, json!({"logprobs": true}), Sent(json!({"logprobs": true}), &[], &[])),
+    ];
+    for (preset_name, model, policy, extra, want) in cases {
+        let label = format!("{preset_name} {model} {policy:?} {extra}");
+        let result = on_model(preset_name, model, policy, &question(extra));
+        match want {
+            Refused(param) => {
+                let err = result.err().unwrap_or_else(|| panic!("{label}: not refused"));
+                assert_eq!(err.status(), 400, "{label}");
+                assert_eq!(param_of(&err), param, "{label}");
+                let v: Value = serde_json::from_slice(&err.body()).unwrap();
+                assert_eq!(v["error"]["code"], "unsupported_parameter", "{label}");
+            }
+            Sent(fields, dropped, adjusted) => {
+                let (sent, out, _) = result.unwrap_or_else(|e| panic!("{label}: {e:?}"));
+                for (k, v) in fields.as_object().unwrap() {
+                    assert_eq!(sent.get(k).unwrap_or(&Value::Null), v, "{label}: {k}");
+                }
+                assert_eq!(out.dropped_params, dropped, "{label}");
+                assert_eq!(out.adjusted_params, adjusted, "{label}");
+                assert_eq!(sent["messages"], json!([{"role": "user", "content": "hi"}]), "{label}");
+            }
+        }
+    }
+}
+
+#[test]
+fn models_without_rules_keep_the_client_bytes() {
+    // The common path: no rules, nothing to change, the client's body goes as it came.
+    for (name, model) in [("openai", "gpt-4o-mini"), ("groq", "llama-3.3-70b-versatile"), ("xai", "grok-2")] {
+        let ep = endpoint_for(preset(name), None, None, ParamPolicy::Reject);
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"reasoning about \"reasoning\""}}],"temperature":0.5}}"#
+        );
+        let out = request_on(&ep, Operation::Chat, &body).unwrap();
+        assert_eq!(out.body, None, "{name}");
+        assert!(out.dropped_params.is_empty() && out.adjusted_params.is_empty());
+    }
+}
+
+#[test]
+fn each_openai_compatible_model_gets_its_family() {
+    let cases = [
+        ("openai", "gpt-5-chat-latest", "GPT-5 Chat"),
+        ("azure", "gpt-5-chat", "GPT-5 Chat"),
+        ("openai", "o1-mini-2024-09-12", "OpenAI o1-mini and o1-preview"),
+        ("openai", "o1-preview", "OpenAI o1-mini and o1-preview"),
+        ("openai", "o1-2024-12-17", "OpenAI o1 and o3-mini"),
+        ("openai", "o3-mini", "OpenAI o1 and o3-mini"),
+        ("azure", "o3-mini", "OpenAI o1 and o3-mini"),
+        ("openai", "o3", "OpenAI o3 and o4-mini"),
+        ("openai", "o3-pro", "OpenAI o3 and o4-mini"),
+        ("openai", "o4-mini-2025-04-16", "OpenAI o3 and o4-mini"),
+        ("openai", "gpt-5", "OpenAI GPT-5 models"),
+        ("openai", "gpt-5-nano", "OpenAI GPT-5 models"),
+        ("azure", "gpt-5.2", "OpenAI GPT-5 models"),
+        ("xai", "grok-3-mini-fast", "Grok 3 Mini"),
+        ("xai", "grok-3", "Grok 3"),
+        ("xai", "grok-4-fast-non-reasoning", "Grok 4 Fast with reasoning disabled"),
+        ("xai", "grok-4-1-fast-non-reasoning", "Grok 4 Fast with reasoning disabled"),
+        ("xai", "grok-4.3", "Grok 4.3"),
+        ("xai", "grok-4-latest", "Grok 4"),
+        ("xai", "grok-4-1-fast-reasoning", "Grok 4"),
+        ("xai", "grok-code-fast-1", "Grok Code Fast"),
+        ("deepseek", "deepseek-reasoner", "DeepSeek's thinking mode, deepseek-reasoner"),
+        ("deepseek", "deepseek-chat", "OpenAI-compatible models"),
+        ("openai", "gpt-4o", "OpenAI-compatible models"),
+        ("openrouter", "o3-mini", "OpenAI-compatible models"),
+        ("groq", "openai/gpt-oss-120b", "OpenAI-compatible models"),
+    ];
+    for (provider, model, family) in cases {
+        assert_eq!(models::rules(provider, model).family, family, "{provider} {model}");
+    }
+    // Every row of the section is about presets that exist, and cites its source.
+    for row in models::RULES.iter().filter(|r| r.providers.iter().any(|p| find(p).is_some())) {
+        assert!(row.providers.iter().all(|p| find(p).is_some()), "{:?}", row.providers);
+        assert!(!row.rules.source.is_empty() && !row.rules.family.is_empty());
+        for (param, _) in row.rules.refuses {
+            assert!(
+                [
+                    "max_tokens",
+                    "presence_penalty",
+                    "frequency_penalty",
+                    "logprobs",
+                    "top_logprobs",
+                    "logit_bias",
+                    "stop"
+                ]
+                .contains(param),
+                "{param}: the adapter must know how to leave it out"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpt_5_1_and_5_2_sample_only_without_reasoning() {
+    for model in ["gpt-5.1", "gpt-5.2", "gpt-5.1-2025-11-13", "gpt-5.2-2025-12-11"] {
+        assert!(samples_without_reasoning(model), "{model}");
+    }
+    for model in ["gpt-5", "gpt-5.1-codex", "gpt-5.2-pro", "gpt-5.1-chat-latest", "gpt-5.10", "gpt-5.2-20"] {
+        assert!(!samples_without_reasoning(model), "{model}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Deprecated `functions`.
+
+const WEATHER: &str = r#"{"name":"get_weather","description":"Weather.","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}"#;
+
+fn legacy_body(extra: &str) -> String {
+    format!(r#"{{"model":"m","messages":[{{"role":"user","content":"weather?"}}],"functions":[{WEATHER}]{extra}}}"#)
+}
+
+#[test]
+fn functions_become_tools_where_the_provider_has_none() {
+    let cases = [
+        (
+            r#","function_call":{"name":"get_weather"}"#,
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+        ),
+        (r#","function_call":"none""#, json!("none")),
+        (r#","function_call":"auto""#, json!("auto")),
+        ("", Value::Null),
+    ];
+    for (extra, choice) in cases {
+        let body: Value = serde_json::from_str(&legacy_body(extra)).unwrap();
+        let (sent, _, facts) = on_model("groq", "llama-3.3-70b-versatile", ParamPolicy::Reject, &body).unwrap();
+        assert!(facts.legacy_functions, "{extra}");
+        assert!(sent.get("functions").is_none() && sent.get("function_call").is_none(), "{extra}");
+        let function: Value = serde_json::from_str(WEATHER).unwrap();
+        assert_eq!(sent["tools"], json!([{"type": "function", "function": function}]), "{extra}");
+        assert_eq!(sent.get("tool_choice").unwrap_or(&Value::Null), &choice, "{extra}");
+        assert_eq!(sent["parallel_tool_calls"], false, "one call at a time, as the legacy answer has it");
+    }
+    // OpenAI and Azure take them as they are: the client's bytes.
+    for name in ["openai", "azure"] {
+        let ep = endpoint_for(preset(name), None, None, ParamPolicy::Reject);
+        let out = request_on(&ep, Operation::Chat, &legacy_body(r#","function_call":"auto""#)).unwrap();
+        assert_eq!(out.body, None, "{name}");
+    }
+    assert!(PRESETS.iter().all(|p| p.native_functions == matches!(p.name, "openai" | "azure")));
+}
+
+#[test]
+fn legacy_history_pairs_calls_and_results_like_the_typed_normaliser() {
+    let body = json!({"model": "m", "functions": [serde_json::from_str::<Value>(WEATHER).unwrap()], "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "function_call": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+        {"role": "function", "name": "get_weather", "content": "sunny"},
+        {"role": "assistant", "content": "It is sunny. And Rome?"},
+        {"role": "assistant", "content": null, "function_call": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}},
+        {"role": "function", "name": "get_weather", "content": "rain"}
+    ]});
+    // The ids the typed normaliser (used by the Anthropic and Gemini adapters) derives.
+    let bytes = body.to_string().into_bytes();
+    let mut typed: crate::schema::openai::ChatRequest = crate::json::parse_request(&bytes).unwrap();
+    crate::legacy::normalize(&mut typed);
+    let ids: Vec<String> =
+        typed.messages.iter().filter_map(|m| m.tool_call_id.as_deref().map(str::to_string)).collect();
+    for name in ["groq", "deepseek", "xai", "vllm"] {
+        let (sent, _, facts) = on_model(name, "m", ParamPolicy::Default, &body).unwrap();
+        assert!(facts.legacy_functions);
+        let m = sent["messages"].as_array().unwrap();
+        assert_eq!(m[1]["tool_calls"][0]["id"], ids[0].as_str(), "{name}");
+        assert_eq!(
+            m[1]["tool_calls"][0]["function"],
+            json!({"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"})
+        );
+        assert_eq!((&m[2]["role"], &m[2]["tool_call_id"]), (&json!("tool"), &json!(ids[0])), "{name}");
+        assert!(m[2].get("name").is_none() && m[1].get("function_call").is_none());
+        assert_eq!(m[4]["tool_calls"][0]["id"], ids[1].as_str());
+        assert_eq!(m[5]["tool_call_id"], ids[1].as_str());
+        assert_ne!(ids[0], ids[1]);
+    }
+    // Mistral's 9-character ids: rewritten after the conversion, still paired.
+    let (sent, _, _) = on_model("mistral", "m", ParamPolicy::Default, &body).unwrap();
+    let m = sent["messages"].as_array().unwrap();
+    let id = m[1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(id.len(), 9);
+    assert_eq!(m[2]["tool_call_id"], id);
+}
+
+#[test]
+fn legacy_shapes_mixed_with_tools() {
+    // `tools` declared too: the answer uses tool_calls, functions join the tools once.
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+        "functions": [{"name": "get_weather"}, {"name": "get_time"}, {"name": "get_time"}], "function_call": "none",
+        "tool_choice": "required"});
+    let (sent, _, facts) = on_model("groq", "m", ParamPolicy::Default, &body).unwrap();
+    assert!(!facts.legacy_functions);
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "function", "function": {"name": "get_weather"}},
+                                     {"type": "function", "function": {"name": "get_time"}}])
+    );
+    assert_eq!(sent["tool_choice"], "required");
+    assert!(sent.get("parallel_tool_calls").is_none());
+    // History only (a client that moved to tools): converted, the answer is the new shape.
+    let body = json!({"model": "m", "tools": [{"type": "function", "function": {"name": "f"}}], "messages": [
+        {"role": "user", "content": "x"}, {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},
+        {"role": "function", "name": "f", "content": "r"}]});
+    let (sent, _, facts) = on_model("together", "m", ParamPolicy::Default, &body).unwrap();
+    assert!(!facts.legacy_functions);
+    assert_eq!(sent["messages"][2]["tool_call_id"], sent["messages"][1]["tool_calls"][0]["id"]);
+    // A key spelled with escapes is still found.
+    let raw = r#"{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"function_c\u0061ll":{"name":"f","arguments":"{}"}},{"r\u006fle":"function","name":"f","content":"r"}]}"#;
+    let ep = endpoint_for(preset("groq"), None, None, ParamPolicy::Default);
+    let sent: Value = serde_json::from_slice(&request_on(&ep, Operation::Chat, raw).unwrap().body.unwrap()).unwrap();
+    assert_eq!(sent["messages"][2]["role"], "tool");
+    assert!(sent["messages"][1]["tool_calls"][0]["id"].is_string());
+    // Perplexity has no tools: they follow the policy, and no parallel_tool_calls is added.
+    let body: Value = serde_json::from_str(&legacy_body("")).unwrap();
+    assert_eq!(param_of(&on_model("perplexity", "sonar", ParamPolicy::Default, &body).unwrap_err()), "tools");
+    let (sent, out, _) = on_model("perplexity", "sonar", ParamPolicy::Drop, &body).unwrap();
+    assert!(sent.get("tools").is_none() && sent.get("parallel_tool_calls").is_none());
+    assert_eq!(out.dropped_params, ["tools"]);
+}
+
+#[test]
+fn mentions_of_the_legacy_interface_are_found_by_a_scan() {
+    assert!(mentions_legacy_messages(r#"[{"role" : "function","name":"f","content":"x"}]"#));
+    assert!(mentions_legacy_messages(r#"[{"role":"assistant","function_call":{}}]"#));
+    assert!(mentions_legacy_messages(r#"[{"r\u006fle":"x"}]"#));
+    // Tool calls name "function" too, and texts may say anything.
+    assert!(!mentions_legacy_messages(
+        r#"[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"user","content":"the \"function\" role, caf\u00e9"}]"#
+    ));
+    assert!(escapes_ascii(r#""\u0041""#) && !escapes_ascii(r#""\u00e9\u4e2d\n\u001f""#));
+}
+
+#[test]
+fn answers_to_legacy_requests_come_back_in_the_legacy_shape() {
+    let groq = endpoint_for(preset("groq"), None, None, ParamPolicy::Default);
+    let legacy = RequestFacts { legacy_functions: true, ..RequestFacts::default() };
+    let plain = RequestFacts::default();
+    // Answers to legacy requests are read where the provider got tools instead; others
+    // pass through, and OpenAI's (which takes `functions`) always do.
+    let handling = |ep: &Endpoint, op, stream, facts| OpenAi.response_handling(ep, op, 200, stream, facts);
+    assert_eq!(handling(&groq, Operation::Chat, false, &legacy), ResponseHandling::Translate);
+    assert_eq!(handling(&groq, Operation::Chat, false, &plain), ResponseHandling::PassThrough);
+    assert_eq!(handling(&groq, Operation::Chat, true, &legacy), ResponseHandling::Stream);
+    assert_eq!(handling(&groq, Operation::Completions, false, &legacy), ResponseHandling::PassThrough);
+    for native in ["openai", "azure"] {
+        let ep = endpoint_for(preset(native), None, None, ParamPolicy::Default);
+        assert_eq!(handling(&ep, Operation::Chat, false, &legacy), ResponseHandling::PassThrough);
+    }
+    let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},{"id":"call_2","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let legacy = RequestFacts { legacy_functions: true, ..RequestFacts::default() };
+    let ctx = ResponseContext { created: 0, api_key: None, endpoint: &groq, request: &legacy };
+    let out: Value = serde_json::from_slice(&OpenAi.response(&ctx, Operation::Chat, 200, body).body).unwrap();
+    assert_eq!(out["choices"][0]["finish_reason"], "function_call");
+    assert_eq!(
+        out["choices"][0]["message"],
+        json!({"role": "assistant", "content": null,
+               "function_call": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}})
+    );
+    assert_eq!(out["usage"]["total_tokens"], 2);
+    // A call without arguments has "{}", as a complete answer has.
+    let no_args = br#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"now","arguments":""}}]},"finish_reason":"tool_calls"}]}"#;
+    let out: Value = serde_json::from_slice(&OpenAi.response(&ctx, Operation::Chat, 200, no_args).body).unwrap();
+    assert_eq!(out["choices"][0]["message"]["function_call"], json!({"name": "now", "arguments": "{}"}));
+    // Not a legacy request: the provider's bytes.
+    let plain = RequestFacts::default();
+    let ctx = ResponseContext { created: 0, api_key: None, endpoint: &groq, request: &plain };
+    assert_eq!(OpenAi.response(&ctx, Operation::Chat, 200, body).body, body.to_vec());
+    // A text answer to a legacy request is unchanged too.
+    let text = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#;
+    let ctx = ResponseContext { created: 0, api_key: None, endpoint: &groq, request: &legacy };
+    assert_eq!(OpenAi.response(&ctx, Operation::Chat, 200, text).body, text.to_vec());
+}
+
+// ---------------------------------------------------------------------------------
+// Message fields of other providers' answers.
+
+#[test]
+fn replayed_thinking_goes_where_the_provider_refuses_it() {
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": "thought",
+         "thinking_blocks": [{"type": "thinking", "thinking": "thought", "signature": "EqQB"}]},
+        {"role": "user", "content": "again"}]});
+    // (preset, fields that must go, fields that must stay)
+    let cases: [(&str, &[&str], &[&str]); 8] = [
+        ("openai", &["thinking_blocks", "reasoning_content"], &[]),
+        ("azure", &["thinking_blocks", "reasoning_content"], &[]),
+        ("mistral", &["thinking_blocks", "reasoning_content"], &[]),
+        ("groq", &["thinking_blocks", "reasoning_content"], &[]),
+        ("cerebras", &["thinking_blocks", "reasoning_content"], &[]),
+        // DeepSeek requires reasoning_content back in thinking-mode tool loops.
+        ("deepseek", &["thinking_blocks"], &["reasoning_content"]),
+        ("vllm", &["thinking_blocks"], &["reasoning_content"]),
+        ("openrouter", &["thinking_blocks"], &["reasoning_content"]),
+    ];
+    for (name, gone, kept) in cases {
+        let (sent, _, _) = on_model(name, "m", ParamPolicy::Reject, &body).unwrap();
+        let assistant = &sent["messages"][1];
+        for field in gone {
+            assert!(assistant.get(field).is_none(), "{name}: {field}");
+        }
+        for field in kept {
+            assert!(assistant.get(field).is_some(), "{name}: {field}");
+        }
+        assert_eq!(assistant["content"], "hello");
+    }
+    assert!(PRESETS.iter().all(|p| p.foreign_message_fields.contains(&"thinking_blocks")));
+}
+
+// ---------------------------------------------------------------------------------
+// Streamed tool calls.
+
+fn run_legacy_stream(provider: &str, include_usage: bool, input: &str) -> String {
+    let ctx = StreamContext {
+        created: 1,
+        include_usage,
+        provider: Provider::from_name(provider).unwrap(),
+        api_key: None,
+        facts: RequestFacts { legacy_functions: true, ..RequestFacts::default() },
+    };
+    let mut translator = OpenAi.stream(ctx);
+    let mut out = Vec::new();
+    translator.push(input.as_bytes(), &mut out);
+    translator.finish(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+fn chunk(choice: &str) -> String {
+    format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\",\"choices\":[{choice}]}}\n\n")
+}
+
+fn assembled_arguments(out: &str, call: u64) -> String {
+    data_events(out)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .flat_map(|v| v["choices"][0]["delta"]["tool_calls"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["index"].as_u64() == Some(call))
+        .filter_map(|c| c["function"]["arguments"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn streamed_calls_without_arguments_get_empty_objects() {
+    // vLLM-style: the name, then nothing; a second call with arguments.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"now"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"city\":\"Oslo\"}"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{},"finish_reason":"tool_calls"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    for include_usage in [false, true] {
+        let (out, _) = run_stream("vllm", include_usage, &[input.as_bytes()]);
+        assert_eq!(assembled_arguments(&out, 0), "{}");
+        assert_eq!(assembled_arguments(&out, 1), r#"{"city":"Oslo"}"#);
+        let events = data_events(&out);
+        // The fragment comes before the finish chunk, with the stream's identity.
+        let fragment: Value = serde_json::from_str(events[4]).unwrap();
+        assert_eq!((&fragment["id"], &fragment["created"], &fragment["model"]), (&json!("c1"), &json!(7), &json!("m")));
+        // `"usage": null` only where the provider's chunks have it.
+        assert!(fragment.get("usage").is_none());
+        assert_eq!(serde_json::from_str::<Value>(events[5]).unwrap()["choices"][0]["finish_reason"], "tool_calls");
+    }
+    // Ollama-style: the whole call and the finish reason in one chunk.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"now","arguments":""}}]},"finish_reason":"tool_calls"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let (out, _) = run_stream("ollama", false, &[input.as_bytes()]);
+    assert_eq!(data_events(&out).len(), 2);
+    assert_eq!(assembled_arguments(&out, 0), "{}");
+    // Chunks with `"usage": null` (OpenAI's with include_usage): the fragment has it too.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"now"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{},"finish_reason":"tool_calls"}"#).replace("}]}", "}],\"usage\":null}"),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let (out, _) = run_stream("openai", true, &[input.as_bytes()]);
+    let fragment: Value = serde_json::from_str(data_events(&out)[1]).unwrap();
+    assert_eq!(fragment["usage"], Value::Null);
+    assert!(fragment.as_object().unwrap().contains_key("usage"));
+    assert_eq!(assembled_arguments(&out, 0), "{}");
+    // A stream that ends without a finish reason still completes its calls.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"now"}}]},"finish_reason":null}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let (out, _) = run_stream("vllm", false, &[input.as_bytes()]);
+    assert_eq!(assembled_arguments(&out, 0), "{}");
+    // Calls that stream their arguments pass through as the provider wrote them.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{},"finish_reason":"tool_calls"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let (out, _) = run_stream("openai", false, &[input.as_bytes()]);
+    assert_eq!(out, input);
+}
+
+#[test]
+fn legacy_streams_carry_function_call_deltas() {
+    let input = [
+        chunk(r#"{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Oslo\"}"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{},"finish_reason":"tool_calls"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let out = run_legacy_stream("groq", false, &input);
+    let events: Vec<Value> = data_events(&out).iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let calls: Vec<&Value> = events.iter().filter_map(|e| e["choices"][0]["delta"].get("function_call")).collect();
+    assert_eq!(calls[0], &json!({"name": "get_weather", "arguments": ""}));
+    assert_eq!(calls.iter().filter_map(|c| c["arguments"].as_str()).collect::<String>(), r#"{"city":"Oslo"}"#);
+    assert!(events.iter().all(|e| e["choices"][0]["delta"].get("tool_calls").is_none()));
+    assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "function_call");
+    // Without arguments: "{}" in function_call.
+    let input = [
+        chunk(r#"{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"now"}}]},"finish_reason":null}"#),
+        chunk(r#"{"index":0,"delta":{},"finish_reason":"tool_calls"}"#),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let out = run_legacy_stream("vllm", true, &input);
+    let events: Vec<Value> = data_events(&out).iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    assert_eq!(events[1]["choices"][0]["delta"], json!({"function_call": {"arguments": "{}"}}));
+    // OpenAI's own legacy streams are OpenAI's: untouched.
+    let native = run_legacy_stream("openai", false, &input);
+    assert!(native.contains("tool_calls") && !native.contains("function_call"));
+}
+
+// ---------------------------------------------------------------------------------
 // Properties.
 
 fn assert_openai_error(err: &GatewayError) {
@@ -521,7 +1199,26 @@ fn assert_quirks_applied(preset: &Preset, op: Operation, sent: &Value) {
     if preset.required_tool_choice != "required" {
         assert_ne!(sent.get("tool_choice"), Some(&json!("required")), "{}", preset.name);
     }
+    if !preset.native_functions {
+        assert!(sent.get("functions").is_none() && sent.get("function_call").is_none(), "{}", preset.name);
+    }
+    // The model's rules: what it refuses is not sent.
+    let model = sent.get("model").and_then(Value::as_str).unwrap_or_default();
+    let rules = models::rules(preset.name, model);
+    for (param, _) in rules.refuses {
+        let sampled = samples_without_reasoning(model) && matches!(*param, "logprobs" | "top_logprobs");
+        assert!(sampled || sent.get(*param).is_none(), "{} {model}: {param} sent", preset.name);
+    }
+    if rules.sampling == models::Sampling::DefaultOnly && !samples_without_reasoning(model) {
+        assert!(sent.get("temperature").is_none() && sent.get("top_p").is_none(), "{} {model}", preset.name);
+    }
     for message in sent["messages"].as_array().into_iter().flatten().filter_map(Value::as_object) {
+        // (Validation refuses `function_call` on other roles before a request gets here.)
+        if !preset.native_functions {
+            assert!(message.get("role") != Some(&json!("function")), "{}: {message:?}", preset.name);
+            let assistant = message.get("role") == Some(&json!("assistant"));
+            assert!(!assistant || !message.contains_key("function_call"), "{}: {message:?}", preset.name);
+        }
         if !preset.message_names && message.get("role") != Some(&json!("function")) {
             assert!(!message.contains_key("name"), "{}", preset.name);
         }
@@ -570,6 +1267,11 @@ fn arb_quirky_request() -> impl Strategy<Value = Value> {
         "stream",
         "stream_options",
         "model",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "stop",
+        "reasoning_effort",
     ]);
     (arb_chat_request(), proptest::collection::vec((param, odd), 0..6), any::<bool>()).prop_map(
         |(mut req, extra, name)| {
