@@ -10,7 +10,7 @@ use crate::host::{Flow, Host};
 use crate::json::parse_request;
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
-use crate::upstream::STATUS_HEADER;
+use crate::upstream::{StallWatchdog, StreamWatch, STALLS, STATUS_HEADER};
 use crate::{tokens, validate};
 
 /// Set on streaming requests, so a model can have a stream route of its own.
@@ -59,11 +59,23 @@ pub struct DownstreamExchange {
     credentials_present: Vec<&'static str>,
     /// The group this request was moved to for its size, to tell the client.
     context_fallback: Option<String>,
+    /// The client asked for a stream.
+    stream: bool,
+    /// The stall watchdog's entry for this stream (see `upstream::StreamWatch`): where
+    /// the upstream filter leaves the error event that ends a stalled stream.
+    stall_watch: Option<Rc<StreamWatch>>,
 }
 
 impl DownstreamExchange {
     pub fn new(config: Rc<DownstreamConfig>) -> Self {
-        DownstreamExchange { config, operation: None, credentials_present: Vec::new(), context_fallback: None }
+        DownstreamExchange {
+            config,
+            operation: None,
+            credentials_present: Vec::new(),
+            context_fallback: None,
+            stream: false,
+            stall_watch: None,
+        }
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
@@ -146,6 +158,7 @@ impl DownstreamExchange {
         if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
             return internal_error(host, &e.to_string());
         }
+        self.stream = requested.stream;
         // Streams may have a route of their own (timeouts that suit a stream).
         if requested.stream {
             if let Err(e) = host.set_request_header(STREAM_HEADER, "true") {
@@ -172,6 +185,11 @@ struct Requested<'c> {
 impl DownstreamExchange {
     /// The answer on its way to the client, whichever attempt produced it.
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Flow {
+        // The upstream filter that let these headers go on left its stream's watch here.
+        let watch = STALLS.with(StallWatchdog::take_handoff);
+        if self.stream {
+            self.stall_watch = watch;
+        }
         // A provider's 429 crosses the router as a 503 (so Envoy retries it and counts
         // it towards the deployment's cooldown); the client gets the 429 back.
         if let Ok(Some(status)) = host.response_header(STATUS_HEADER) {
@@ -184,6 +202,23 @@ impl DownstreamExchange {
         }
         if let Some(group) = &self.context_fallback {
             let _ = host.set_response_header(CONTEXT_FALLBACK_HEADER, group);
+        }
+        Flow::Continue
+    }
+}
+
+impl DownstreamExchange {
+    /// The answer's body on its way to the client. Only a stream the stall watchdog gave
+    /// up on is touched: its upstream filter context was resumed with nothing buffered,
+    /// so Envoy passes an empty piece of body, into which the error event goes. No host
+    /// call otherwise.
+    pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if body_size == 0 && !end_of_stream {
+            if let Some(event) = self.stall_watch.as_ref().and_then(|w| w.take_error_event()) {
+                if let Err(e) = host.set_response_body(0, &event) {
+                    log::error!("downstream filter: could not end the stalled stream with an error event: {e}");
+                }
+            }
         }
         Flow::Continue
     }

@@ -3,13 +3,14 @@
 //! and translate the provider's answer back. A retry that lands on another provider
 //! is translated for that provider.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+use crate::codec::sse::write_data;
 use crate::config::UpstreamConfig;
 use crate::endpoint::{Deployment, Endpoint, METADATA_NAMESPACE};
-use crate::error::GatewayError;
+use crate::error::{error_body, GatewayError};
 use crate::host::{Flow, Host};
 use crate::operation::Operation;
 use crate::providers::stream::{StreamContext, StreamTranslator};
@@ -60,6 +61,10 @@ pub struct UpstreamExchange {
     attempt: u32,
     /// The provider's model that answers: the deployment's, or the alias passed on.
     answering_model: String,
+    /// Envoy's id for this attempt's filter context: the stall watchdog acts on it.
+    context_id: u32,
+    /// This stream's entry in the stall watchdog, from its first byte to its end.
+    watch: Option<Rc<StreamWatch>>,
 }
 
 impl UpstreamExchange {
@@ -79,7 +84,15 @@ impl UpstreamExchange {
             translator: None,
             attempt: 1,
             answering_model: String::new(),
+            context_id: 0,
+            watch: None,
         }
+    }
+
+    /// Envoy's id for this filter context, which the stall watchdog needs to end a stalled
+    /// stream (set once, when the context is created).
+    pub fn set_context_id(&mut self, context_id: u32) {
+        self.context_id = context_id;
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
@@ -165,6 +178,7 @@ impl UpstreamExchange {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
+        STALLS.with(StallWatchdog::clear_handoff);
         let Some(deployment) = &self.deployment else {
             return Flow::Continue;
         };
@@ -226,6 +240,7 @@ impl UpstreamExchange {
     }
 
     pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        STALLS.with(StallWatchdog::clear_handoff);
         let Some(deployment) = &self.deployment else {
             return Flow::Continue;
         };
@@ -286,7 +301,33 @@ impl UpstreamExchange {
         if let Err(e) = host.set_response_body(chunk.len(), &out) {
             log::error!("upstream filter: could not write the translated stream: {e}");
         }
+        self.watch_stream(end_of_stream);
         Flow::Continue
+    }
+
+    /// Keeps the stall watchdog informed: the first piece of body registers the stream
+    /// (its headers leave for the client when this callback returns, and the downstream
+    /// filter picks the watch up in its response-headers callback, which Envoy runs
+    /// before returning to this VM), every later piece counts as activity, the last one
+    /// ends the watch. No host call.
+    fn watch_stream(&mut self, end_of_stream: bool) {
+        if end_of_stream {
+            if self.watch.take().is_some() {
+                STALLS.with(|s| s.forget(self.context_id));
+            }
+            return;
+        }
+        if let Some(watch) = &self.watch {
+            watch.activity.set(watch.activity.get().wrapping_add(1));
+            return;
+        }
+        let limit = self.config.stream_stall_timeout;
+        let Some(deployment) = &self.deployment else { return };
+        if limit == 0 {
+            return;
+        }
+        let watch = STALLS.with(|s| s.watch(self.context_id, deployment.endpoint.provider.name(), limit));
+        self.watch = Some(watch);
     }
 
     /// Tells the client who answered, after how many attempts, and which of its
@@ -312,6 +353,170 @@ impl UpstreamExchange {
             log::error!("upstream filter: could not label the response: {e}");
         }
     }
+}
+
+impl Drop for UpstreamExchange {
+    fn drop(&mut self) {
+        if self.watch.is_some() {
+            let _ = STALLS.try_with(|s| s.forget(self.context_id));
+        }
+    }
+}
+
+/// A stream whose provider goes silent after its first byte cannot be retried (the
+/// client has bytes), and Envoy's only answer to the silence, `per_try_idle_timeout`,
+/// resets the client's connection: the SDK raises a connection error mid-answer. So the
+/// upstream filter watches its streams itself. A timer (the root context's tick, once a
+/// second) finds a stream silent for `stream_stall_timeout` seconds, leaves an OpenAI
+/// error event for it here, and resumes that attempt's filter context (`proxy_continue_stream`):
+/// Envoy pushes the (empty) buffered body on through the router, and the downstream filter,
+/// which holds the same watch, writes the event into that empty body frame. At the next
+/// tick the attempt is reset (`proxy_close_stream`), which ends the client's stream once
+/// the event has been flushed. (Not in the same tick: Envoy runs the reset, a deferred
+/// action of this VM, at the end of the downstream filter's callback, before the event
+/// has left it.) Envoy offers a filter no way to end the stream cleanly (no end of stream
+/// can be added outside a body callback), and none at all for a provider that resets the
+/// connection: the router resets the client first (see README).
+///
+/// One watch is shared by the stream's upstream and downstream filter contexts. They
+/// meet through a hand-off slot: the upstream filter fills it in the callback that lets
+/// the stream's headers go on, and the downstream filter empties it in its
+/// response-headers callback, which Envoy calls synchronously from there. Every other
+/// upstream response callback clears the slot, so a watch can only reach the downstream
+/// filter of its own stream.
+#[derive(Default)]
+pub struct StreamWatch {
+    /// Pieces of body the provider sent after the first.
+    activity: Cell<u64>,
+    /// Set by the watchdog when it gives up on the stream; written by the downstream filter.
+    error_event: RefCell<Option<Vec<u8>>>,
+}
+
+impl StreamWatch {
+    /// The SSE error event to end the client's stream with, once the watchdog has given
+    /// up on it; taken once.
+    pub fn take_error_event(&self) -> Option<Vec<u8>> {
+        self.error_event.borrow_mut().take()
+    }
+}
+
+struct Watched {
+    watch: Rc<StreamWatch>,
+    provider: &'static str,
+    limit_secs: u64,
+    /// The activity count seen at the last check, and when it was first seen.
+    seen: u64,
+    quiet_since_ns: Option<u64>,
+}
+
+/// Every watched stream of this VM (one per worker thread), by filter context id.
+#[derive(Default)]
+pub struct StallWatchdog {
+    streams: RefCell<BTreeMap<u32, Watched>>,
+    handoff: RefCell<Option<Rc<StreamWatch>>>,
+    /// Streams given up on at the last check: to be reset at the next.
+    given_up: RefCell<Vec<u32>>,
+}
+
+thread_local! {
+    /// The VM's watchdog, shared by the upstream filter contexts (which register their
+    /// streams), the downstream filter contexts (which write the error events) and the
+    /// upstream root context (whose timer runs the checks).
+    pub static STALLS: StallWatchdog = StallWatchdog::default();
+}
+
+impl StallWatchdog {
+    fn watch(&self, context_id: u32, provider: &'static str, limit_secs: u64) -> Rc<StreamWatch> {
+        let watch = Rc::new(StreamWatch::default());
+        let entry = Watched { watch: Rc::clone(&watch), provider, limit_secs, seen: 0, quiet_since_ns: None };
+        self.streams.borrow_mut().insert(context_id, entry);
+        *self.handoff.borrow_mut() = Some(Rc::clone(&watch));
+        watch
+    }
+
+    fn forget(&self, context_id: u32) {
+        self.streams.borrow_mut().remove(&context_id);
+    }
+
+    fn clear_handoff(&self) {
+        self.handoff.borrow_mut().take();
+    }
+
+    /// The watch of the stream whose headers are on their way to the client, if any
+    /// (for the downstream filter's response-headers callback).
+    pub fn take_handoff(&self) -> Option<Rc<StreamWatch>> {
+        self.handoff.borrow_mut().take()
+    }
+
+    /// Nothing to watch and nothing to reset: the timer has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.streams.borrow().is_empty() && self.given_up.borrow().is_empty()
+    }
+
+    /// The filter context ids of the streams given up on at the previous check, whose
+    /// error event has gone out since: the caller resets them.
+    pub fn take_given_up(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.given_up.borrow_mut())
+    }
+
+    /// Checks every watched stream at `now_ns` (the host clock): a stream whose
+    /// activity has not changed for its limit gets its error event and leaves the watch.
+    /// Returns the filter context ids of those streams and their providers, for the
+    /// caller to resume now
+    /// ([`Self::take_given_up`] returns them again at the next check, to reset). A stream
+    /// is silent for about its limit, at most one check interval more, when it is caught
+    /// (a check earlier than the limit by less than `CHECK_SLACK_NS`, timer jitter, counts).
+    /// Several root contexts may call this; checks are idempotent.
+    pub fn check(&self, now_ns: u64) -> Vec<(u32, &'static str)> {
+        let mut stalled = Vec::new();
+        self.streams.borrow_mut().retain(|&context_id, w| {
+            let activity = w.watch.activity.get();
+            match w.quiet_since_ns {
+                Some(since) if activity == w.seen => {
+                    let quiet = now_ns.saturating_sub(since).saturating_add(CHECK_SLACK_NS);
+                    if quiet < w.limit_secs.saturating_mul(1_000_000_000) {
+                        return true;
+                    }
+                    *w.watch.error_event.borrow_mut() = Some(stall_event(w.provider, w.limit_secs));
+                    log::warn!(
+                        "upstream filter: the {} provider sent nothing for {} s mid-stream; ending the stream",
+                        w.provider,
+                        w.limit_secs
+                    );
+                    stalled.push((context_id, w.provider));
+                    false
+                }
+                _ => {
+                    w.seen = activity;
+                    w.quiet_since_ns = Some(now_ns);
+                    true
+                }
+            }
+        });
+        self.given_up.borrow_mut().extend(stalled.iter().map(|(context_id, _)| *context_id));
+        stalled
+    }
+}
+
+/// Counts a stream the watchdog ended, `switchyard.stream_stalls.<provider>.<group>`
+/// (`host` acting on the stalled attempt's filter context).
+pub fn count_stall(host: &dyn Host, provider: &str) {
+    count(host, &format!("stream_stalls.{provider}"));
+}
+
+/// Timer jitter tolerated by [`StallWatchdog::check`]: ticks a second apart arrive a
+/// little early or late.
+const CHECK_SLACK_NS: u64 = 50_000_000;
+
+/// The event that ends a stalled stream: OpenAI's error shape, no `[DONE]` (the SDK
+/// raises `APIError` with this message).
+fn stall_event(provider: &str, limit_secs: u64) -> Vec<u8> {
+    let message = format!(
+        "The {provider} provider sent nothing for {limit_secs} s in the middle of the stream; the gateway ended it."
+    );
+    let mut out = Vec::new();
+    write_data(&mut out, &error_body(&message, "timeout", None, Some("stream_stalled")));
+    out
 }
 
 /// Writes the status the router is to see (see [`STATUS_HEADER`] for 429s).
@@ -408,3 +613,149 @@ fn misconfigured(host: &dyn Host, detail: String) -> Flow {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+    use crate::config::{self, PluginConfig};
+    use crate::downstream::DownstreamExchange;
+    use crate::host::FakeHost;
+    use crate::pairs;
+    use serde_json::{json, Value};
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn stall_config(seconds: u64) -> Rc<UpstreamConfig> {
+        Rc::new(UpstreamConfig { stream_stall_timeout: seconds, ..UpstreamConfig::default() })
+    }
+
+    /// An Anthropic stream through both filters' state machines, up to its first piece of
+    /// body; returns the exchanges and their hosts.
+    fn open_stream(
+        context_id: u32,
+        seconds: u64,
+        client_streams: bool,
+    ) -> (UpstreamExchange, FakeHost, DownstreamExchange, FakeHost) {
+        let request =
+            json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "stream": client_streams});
+        let down_host = FakeHost::with_request(
+            &[(":method", "POST"), (":path", "/v1/chat/completions")],
+            request.to_string().as_bytes(),
+        );
+        let doc = json!({"stage": "downstream", "models": [{"id": "demo"}]});
+        let PluginConfig::Downstream(down_config) = config::parse(doc.to_string().as_bytes(), &|_| None, 0).unwrap()
+        else {
+            panic!("expected a downstream config")
+        };
+        let mut down = DownstreamExchange::new(Rc::new(down_config));
+        assert_eq!(down.on_request_headers(&down_host, false), Flow::Pause);
+        let size = down_host.request_body.borrow().len();
+        assert_eq!(down.on_request_body(&down_host, size, true), Flow::Continue);
+
+        let mut up_host = FakeHost::with_request(&[(":path", "/v1/chat/completions")], request.to_string().as_bytes());
+        let meta = [("provider", "anthropic"), ("model", "claude-sonnet-4-5"), ("api_key_env", "KEY")];
+        up_host.properties.insert("xds.upstream_host_metadata.filter_metadata.switchyard".into(), pairs::encode(&meta));
+        up_host.env.insert("KEY".into(), "sk-ant-test".into());
+        let mut up = UpstreamExchange::new(stall_config(seconds), Rc::default());
+        up.set_context_id(context_id);
+        assert_eq!(up.on_request_headers(&up_host, false), Flow::Pause);
+        let size = up_host.request_body.borrow().len();
+        assert_eq!(up.on_request_body(&up_host, size, true), Flow::Continue);
+        *up_host.response_headers.borrow_mut() =
+            vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())];
+        if client_streams {
+            assert_eq!(up.on_response_headers(&up_host, false), Flow::Pause);
+            let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}}"#;
+            *up_host.response_body.borrow_mut() = format!("event: message_start\ndata: {start}\n\n").into_bytes();
+            let size = up_host.response_body.borrow().len();
+            // This callback lets the headers go on; Envoy then calls the downstream filter.
+            assert_eq!(up.on_response_body(&up_host, size, false), Flow::Continue);
+        }
+        assert_eq!(down.on_response_headers(&down_host), Flow::Continue);
+        (up, up_host, down, down_host)
+    }
+
+    fn events(body: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(body).unwrap();
+        text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_silent_stream_gets_one_error_event_written_by_the_downstream_filter() {
+        let (up, _up_host, mut down, down_host) = open_stream(41, 3, true);
+        STALLS.with(|s| {
+            assert!(s.check(100 * SECOND).is_empty(), "the first check only notes the activity");
+            assert!(s.check(102 * SECOND).is_empty(), "2 s of silence is within the limit");
+            assert!(s.take_given_up().is_empty());
+            assert_eq!(s.check(103 * SECOND - 10_000_000), vec![(41, "anthropic")], "timer jitter is tolerated");
+            assert_eq!(s.take_given_up(), vec![41], "reset at the next check");
+            assert!(s.check(200 * SECOND).is_empty(), "a stalled stream is given up on once");
+            assert!(s.take_given_up().is_empty() && s.is_empty());
+        });
+        // A piece of body the provider sent meanwhile is left alone...
+        *down_host.response_body.borrow_mut() = b"data: {}\n\n".to_vec();
+        assert_eq!(down.on_response_body(&down_host, 10, false), Flow::Continue);
+        assert_eq!(&down_host.response_body.borrow()[..], b"data: {}\n\n");
+        // ... the empty one the resumed upstream context pushes carries the event.
+        down_host.response_body.borrow_mut().clear();
+        assert_eq!(down.on_response_body(&down_host, 0, false), Flow::Continue);
+        let got = events(&down_host.response_body.borrow());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["error"]["type"], "timeout");
+        assert_eq!(got[0]["error"]["code"], "stream_stalled");
+        assert_eq!(got[0]["error"]["param"], Value::Null);
+        assert!(got[0]["error"]["message"].as_str().unwrap().contains("anthropic provider sent nothing for 3 s"));
+        down_host.response_body.borrow_mut().clear();
+        down.on_response_body(&down_host, 0, false);
+        assert!(down_host.response_body.borrow().is_empty(), "written once");
+        drop(up);
+    }
+
+    #[test]
+    fn activity_restarts_the_silence_and_the_end_of_the_stream_ends_the_watch() {
+        let (mut up, up_host, _down, _down_host) = open_stream(42, 3, true);
+        let ping = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+        STALLS.with(|s| {
+            assert!(s.check(10 * SECOND).is_empty());
+        });
+        *up_host.response_body.borrow_mut() = ping.to_vec();
+        up.on_response_body(&up_host, ping.len(), false);
+        STALLS.with(|s| {
+            assert!(s.check(12 * SECOND).is_empty(), "activity seen: the silence starts again");
+            assert!(s.check(14 * SECOND).is_empty());
+            assert_eq!(s.check(15 * SECOND), vec![(42, "anthropic")]);
+        });
+        let (mut up, up_host, _down, _down_host) = open_stream(43, 3, true);
+        *up_host.response_body.borrow_mut() = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_vec();
+        let size = up_host.response_body.borrow().len();
+        up.on_response_body(&up_host, size, true);
+        STALLS.with(|s| {
+            s.check(20 * SECOND);
+            assert!(s.check(100 * SECOND).is_empty(), "a finished stream is not watched");
+        });
+    }
+
+    #[test]
+    fn only_the_stream_whose_headers_just_passed_takes_the_watch() {
+        // A non-streaming request's downstream filter takes nothing (and leaves no watch
+        // behind for another).
+        let (_up, _uh, mut down, down_host) = open_stream(44, 3, false);
+        STALLS.with(|s| assert!(s.is_empty()));
+        down.on_response_body(&down_host, 0, false);
+        assert!(down_host.response_body.borrow().is_empty());
+        // A stream's watch is dropped from the slot by the next upstream callback if its
+        // downstream filter never took it.
+        let up_host = FakeHost::default();
+        STALLS.with(|s| *s.handoff.borrow_mut() = Some(Rc::new(StreamWatch::default())));
+        UpstreamExchange::new(stall_config(3), Rc::default()).on_response_headers(&up_host, true);
+        STALLS.with(|s| assert!(s.take_handoff().is_none()));
+        // With the watchdog off nothing is registered.
+        let (_up, _uh, _down, _dh) = open_stream(45, 0, true);
+        STALLS.with(|s| assert!(s.is_empty() && s.take_handoff().is_none()));
+        // A dropped attempt (client gone, reset) leaves the watch.
+        let (up, _uh, _down, _dh) = open_stream(46, 3, true);
+        STALLS.with(|s| assert!(!s.is_empty()));
+        drop(up);
+        STALLS.with(|s| assert!(s.is_empty()));
+    }
+}

@@ -208,6 +208,9 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
         stream["match"]["headers"][0] = copy.deepcopy(match["headers"][0])
         stream["route"]["cluster"] = c["name"]
         _merge(stream["route"], g.route)
+        # A group's per-attempt timeout is for its other route: on a stream route Envoy
+        # would delete the idle timer when it fires (the lint refuses it there).
+        stream["route"].get("retry_policy", {}).pop("per_try_timeout", None)
         _merge(stream["route"], g.stream_route)
         action = copy.deepcopy(template_route)
         action.update(cluster=c["name"], timeout=g.route_timeout)
@@ -222,6 +225,14 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
     for plugin in _wasm_filters(doc):
         env = plugin["vm_config"].setdefault("environment_variables", {}).setdefault("host_env_keys", [])
         env.extend(sorted(k for k in keys if k not in env))
+
+
+def set_upstream_config(doc: dict, **values) -> None:
+    """Sets upstream filter settings (`stream_stall_timeout`, ...) on every cluster."""
+    for plugin in _wasm_filters(doc):
+        value = plugin["configuration"]["value"]
+        if value.get("stage") == "upstream":
+            value.update(values)
 
 
 def _localities(deployments: list[Deployment]) -> list[dict]:
@@ -311,6 +322,18 @@ def lint(doc: dict, cli: Path = CLI) -> list[str]:
     for model, cluster_name in stream_routed.items():
         if routed.get(model) != cluster_name:
             problems.append(f"the stream route for {model!r} must go to the same cluster as its other route")
+        # The filter ends a stalled stream with an error event only if Envoy's idle timer
+        # has not reset it first.
+        try:
+            stall = _stream_stall_timeout(cluster(doc, cluster_name))
+        except KeyError:
+            continue
+        stream_action = next((a for a in route_actions.get(model, []) if a.get("cluster") == cluster_name), {})
+        idle = _seconds((stream_action.get("retry_policy", vhost.get("retry_policy")) or {}).get("per_try_idle_timeout"))
+        if stall and idle and idle <= stall:
+            problems.append(f"stream route for {model!r}: per_try_idle_timeout ({idle:g} s) must exceed the upstream "
+                            f"filter's stream_stall_timeout ({stall:g} s), or Envoy resets a stalled stream before "
+                            "the filter can end it with an error event")
     for model in served:
         if model not in routed:
             problems.append(f"model {model!r} is served by the filter but has no route")
@@ -355,6 +378,31 @@ def lint(doc: dict, cli: Path = CLI) -> list[str]:
         if error:
             problems.append(f"{where}: {error}")
     return problems
+
+
+def _seconds(value) -> float | None:
+    """A protobuf Duration as YAML writes it, in seconds; None if absent or unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return float(value.get("seconds", 0)) + float(value.get("nanos", 0)) / 1e9
+    try:
+        return float(str(value).removesuffix("s"))
+    except ValueError:
+        return None
+
+
+# The upstream filter's default `stream_stall_timeout` (src/config/mod.rs).
+DEFAULT_STREAM_STALL_TIMEOUT = 55
+
+
+def _stream_stall_timeout(c: dict) -> float:
+    for f in _upstream_filters(c):
+        if f.get("typed_config", {}).get("@type") == WASM_FILTER_TYPE:
+            value = f["typed_config"]["config"].get("configuration", {}).get("value", {})
+            if isinstance(value, dict):
+                return float(value.get("stream_stall_timeout", DEFAULT_STREAM_STALL_TIMEOUT))
+    return 0
 
 
 def _duration_set(value) -> bool:

@@ -81,11 +81,16 @@ pub struct UpstreamConfig {
     /// deployment does not set its own.
     pub default_max_tokens: u32,
     pub anthropic_version: String,
+    /// Seconds of provider silence, once a stream's first byte reached the client, after
+    /// which the upstream filter ends the client's stream with an SSE error event (0: never;
+    /// Envoy's `per_try_idle_timeout` then resets it instead). Shorter than the stream
+    /// route's `per_try_idle_timeout` (60 s as shipped), which would otherwise fire first.
+    pub stream_stall_timeout: u64,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        UpstreamConfig { default_max_tokens: 4096, anthropic_version: "2023-06-01".into() }
+        UpstreamConfig { default_max_tokens: 4096, anthropic_version: "2023-06-01".into(), stream_stall_timeout: 55 }
     }
 }
 
@@ -118,6 +123,8 @@ struct RawUpstream {
     default_max_tokens: Option<u32>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    #[serde(default)]
+    stream_stall_timeout: Option<u64>,
 }
 
 /// Parses a plugin configuration: a JSON document (`StringValue`) or a binary
@@ -238,6 +245,7 @@ fn validate_upstream(raw: RawUpstream) -> Result<UpstreamConfig, Vec<String>> {
     Ok(UpstreamConfig {
         default_max_tokens,
         anthropic_version: raw.anthropic_version.unwrap_or(defaults.anthropic_version),
+        stream_stall_timeout: raw.stream_stall_timeout.unwrap_or(defaults.stream_stall_timeout),
     })
 }
 
@@ -384,9 +392,11 @@ mod tests {
     fn upstream_defaults_and_overrides() {
         let PluginConfig::Upstream(up) = parse(br#"{"stage":"upstream"}"#, &no_env, 0).unwrap() else { panic!() };
         assert_eq!(up, UpstreamConfig::default());
-        let doc = json!({"stage": "upstream", "default_max_tokens": 1024, "anthropic_version": "2023-01-01"});
+        let doc = json!({"stage": "upstream", "default_max_tokens": 1024, "anthropic_version": "2023-01-01",
+                         "stream_stall_timeout": 5});
         let PluginConfig::Upstream(up) = parse(&encode_struct(&doc), &no_env, 0).unwrap() else { panic!() };
         assert_eq!(up.default_max_tokens, 1024);
         assert_eq!(up.anthropic_version, "2023-01-01");
+        assert_eq!(up.stream_stall_timeout, 5);
     }
 }

@@ -20,6 +20,7 @@ pub const MAP_RESPONSE_HEADERS: u32 = 2;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+pub const STREAM_RESPONSE: u32 = 1;
 const METRIC_COUNTER: u32 = 0;
 
 #[allow(clashing_extern_declarations)]
@@ -64,6 +65,10 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -211,4 +216,29 @@ pub fn define_counter(name: &str) -> HostResult<u32> {
 pub fn increment_metric(id: u32, offset: i64) -> HostResult<()> {
     let status = unsafe { proxy_increment_metric(id, offset) };
     check("increment_metric", status)
+}
+
+/// Calls the root context's `on_tick` every `period_ms` milliseconds.
+pub fn set_tick_period_ms(period_ms: u32) -> HostResult<()> {
+    let status = unsafe { proxy_set_tick_period_milliseconds(period_ms) };
+    check("set_tick_period_milliseconds", status)
+}
+
+/// Makes the following host calls act on another context of this VM (from a root
+/// context's timer); fails for a context that no longer exists.
+pub fn set_effective_context(context_id: u32) -> HostResult<()> {
+    let status = unsafe { proxy_set_effective_context(context_id) };
+    check("set_effective_context", status)
+}
+
+/// Resumes the stream (Envoy defers it until the current VM call returns).
+pub fn continue_stream(stream_type: u32) -> HostResult<()> {
+    let status = unsafe { proxy_continue_stream(stream_type) };
+    check("continue_stream", status)
+}
+
+/// Resets the stream (deferred like `continue_stream`, and run after it).
+pub fn close_stream(stream_type: u32) -> HostResult<()> {
+    let status = unsafe { proxy_close_stream(stream_type) };
+    check("close_stream", status)
 }

@@ -13,7 +13,7 @@ use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
 use crate::downstream::DownstreamExchange;
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult};
-use crate::upstream::{DeploymentCache, UpstreamExchange};
+use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
 
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
@@ -69,6 +69,13 @@ impl RootContext for Root {
                 true
             }
             Ok(PluginConfig::Upstream(c)) => {
+                // The stall watchdog's timer (see `upstream::StreamWatch`): one VM entry a
+                // second, which returns at once while no stream is open.
+                if c.stream_stall_timeout > 0 {
+                    if let Err(e) = abi::set_tick_period_ms(STALL_CHECK_PERIOD_MS) {
+                        log::error!("switchyard: cannot start the stream stall timer: {e}");
+                    }
+                }
                 self.stage = Some(Stage::Upstream(Rc::new(c), Rc::default()));
                 true
             }
@@ -81,13 +88,36 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.stage {
             Some(Stage::Downstream(c)) => Some(Box::new(DownstreamHttp(DownstreamExchange::new(Rc::clone(c))))),
             Some(Stage::Upstream(c, deployments)) => {
-                Some(Box::new(UpstreamHttp(UpstreamExchange::new(Rc::clone(c), Rc::clone(deployments)))))
+                let mut exchange = UpstreamExchange::new(Rc::clone(c), Rc::clone(deployments));
+                exchange.set_context_id(context_id);
+                Some(Box::new(UpstreamHttp(exchange)))
             }
             None => None,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if !matches!(self.stage, Some(Stage::Upstream(..))) || STALLS.with(|s| s.is_empty()) {
+            return;
+        }
+        // Streams whose error event went out at the last tick are reset now (a context
+        // that has ended since is refused by `set_effective_context`, and skipped).
+        for context_id in STALLS.with(|s| s.take_given_up()) {
+            let _ = abi::set_effective_context(context_id).and_then(|()| abi::close_stream(abi::STREAM_RESPONSE));
+        }
+        // Resuming a stalled attempt's filter context pushes its empty buffered body on to
+        // the downstream filter, which writes the error event the check left.
+        for (context_id, provider) in STALLS.with(|s| s.check(abi::now_nanos())) {
+            let result =
+                abi::set_effective_context(context_id).and_then(|()| abi::continue_stream(abi::STREAM_RESPONSE));
+            match result {
+                Ok(()) => upstream::count_stall(&WasmHost, provider),
+                Err(e) => log::warn!("upstream filter: could not end a stalled stream: {e}"),
+            }
         }
     }
 
@@ -95,6 +125,9 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
 }
+
+/// How often the stall watchdog checks the open streams.
+const STALL_CHECK_PERIOD_MS: u32 = 1000;
 
 fn now_unix() -> u64 {
     abi::now_nanos() / 1_000_000_000
@@ -112,7 +145,7 @@ fn action(flow: Flow) -> Action {
 mod profile {
     use std::cell::RefCell;
 
-    pub const NAMES: [&str; 18] = [
+    pub const NAMES: [&str; 19] = [
         "down headers",
         "down body",
         "up headers",
@@ -131,10 +164,11 @@ mod profile {
         "now",
         "send_response",
         "down resp headers",
+        "down resp body",
     ];
 
     thread_local! {
-        static TOTALS: RefCell<[(u64, u64); 18]> = const { RefCell::new([(0, 0); 18]) };
+        static TOTALS: RefCell<[(u64, u64); 19]> = const { RefCell::new([(0, 0); 19]) };
     }
 
     pub fn time<T>(phase: usize, f: impl FnOnce() -> T) -> T {
@@ -155,7 +189,7 @@ mod profile {
                     .map(|((ns, n), name)| format!("{name}: {:.1} µs x{n}", *ns as f64 / (*n).max(1) as f64 / 1000.0))
                     .collect();
                 log::warn!("profile: {}", report.join(", "));
-                *t = [(0, 0); 18];
+                *t = [(0, 0); 19];
             }
         });
         out
@@ -194,6 +228,12 @@ impl HttpContext for DownstreamHttp {
             return Action::Continue;
         }
         action(profile::time(17, || self.0.on_response_headers(&WasmHost)))
+    }
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if cfg!(feature = "idle") {
+            return Action::Continue;
+        }
+        action(profile::time(18, || self.0.on_response_body(&WasmHost, body_size, end_of_stream)))
     }
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         if let Some(held) = idle(end_of_stream) {

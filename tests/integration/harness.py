@@ -25,10 +25,13 @@ ENVOY = gatewayconf.ROOT / ".venv" / "bin" / "envoy"
 
 class Gateway:
     def __init__(self, groups: list[gatewayconf.ModelGroup], env: dict[str, str] | None = None,
-                 master_key_env: str | None = None, extra_env_keys: list[str] = (), concurrency: int = 2):
+                 master_key_env: str | None = None, extra_env_keys: list[str] = (), concurrency: int = 2,
+                 upstream_config: dict | None = None):
         self.workdir = Path(tempfile.mkdtemp(prefix="switchyard-test-"))
         doc = gatewayconf.load()
         gatewayconf.replace_models(doc, groups, extra_env_keys=list(extra_env_keys) + ([master_key_env] if master_key_env else []))
+        if upstream_config:
+            gatewayconf.set_upstream_config(doc, **upstream_config)
         gatewayconf.set_ports(doc, 0, 0)
         gatewayconf.set_wasm_path(doc)
         if master_key_env:

@@ -139,3 +139,28 @@ def test_non_stream_routes_keep_their_per_try_timeout(doc):
     assert chat["route"]["retry_policy"]["per_try_timeout"] == "300s"
     assert "per_try_timeout" not in stream_route(doc, "gpt-4.1")["route"]["retry_policy"]
     assert gatewayconf.lint(doc) == []
+
+
+def upstream_config(doc: dict, cluster: str) -> dict:
+    c = gatewayconf.cluster(doc, cluster)
+    # The shipped clusters share one filter block (a YAML anchor): give this one a copy.
+    c["typed_extension_protocol_options"] = copy.deepcopy(c["typed_extension_protocol_options"])
+    wasm = next(f for f in gatewayconf._upstream_filters(c) if f.get("typed_config", {}).get("@type")
+                == gatewayconf.WASM_FILTER_TYPE)
+    return wasm["typed_config"]["config"]["configuration"]["value"]
+
+
+@pytest.mark.parametrize("stall, idle, refused", [(55, "60s", False), (60, "60s", True), (90, "60s", True),
+                                                  (0, "10s", False), (None, "50s", True), (None, "56s", False)])
+def test_the_stall_timeout_must_be_below_the_stream_idle_timeout(doc, stall, idle, refused):
+    value = upstream_config(doc, "model.gpt-4.1")
+    value.pop("stream_stall_timeout", None)
+    if stall is not None:
+        value["stream_stall_timeout"] = stall
+    route = stream_route(doc, "gpt-4.1")
+    route["route"]["retry_policy"] = {**copy.deepcopy(route["route"]["retry_policy"]), "per_try_idle_timeout": idle}
+    problems = gatewayconf.lint(doc)
+    if refused:
+        assert len(problems) == 1 and "must exceed the upstream filter's stream_stall_timeout" in problems[0], problems
+    else:
+        assert problems == []
