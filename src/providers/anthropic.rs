@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use super::models::{self, ModelRules, Reasoning, Sampling};
+use super::models::{self, Effort, ModelRules, Reasoning, Sampling};
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
     handling_for, parse_data_url, provider_error, tool_arguments, unsupported_operation, ErrorDetails, Impact,
@@ -112,36 +112,12 @@ struct Report {
     adjusted: Vec<String>,
 }
 
-/// What `reasoning_effort` asks of a Claude model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effort {
-    /// `none` or `minimal`: no thinking.
-    Off,
-    Low,
-    Medium,
-    High,
-    XHigh,
-}
-
+/// `reasoning_effort` as Claude takes it: `none` and `minimal` are no thinking.
 impl Effort {
-    fn parse(effort: &str) -> Result<Effort, GatewayError> {
-        match effort {
-            "none" | "minimal" => Ok(Effort::Off),
-            "low" => Ok(Effort::Low),
-            "medium" => Ok(Effort::Medium),
-            "high" => Ok(Effort::High),
-            "xhigh" => Ok(Effort::XHigh),
-            other => Err(GatewayError::invalid(
-                "reasoning_effort",
-                format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
-            )),
-        }
-    }
-
     /// Thinking budgets of the budget form, the values LiteLLM uses.
-    fn budget(self) -> Option<u32> {
+    fn claude_budget(self) -> Option<u32> {
         match self {
-            Effort::Off => None,
+            Effort::None | Effort::Minimal => None,
             Effort::Low => Some(1024),
             Effort::Medium => Some(2048),
             Effort::High => Some(4096),
@@ -151,9 +127,9 @@ impl Effort {
 
     /// `output_config.effort` of the adaptive form (Anthropic's levels are low, medium,
     /// high, xhigh and max).
-    fn level(self) -> Option<&'static str> {
+    fn claude_level(self) -> Option<&'static str> {
         match self {
-            Effort::Off => None,
+            Effort::None | Effort::Minimal => None,
             Effort::Low => Some("low"),
             Effort::Medium => Some("medium"),
             Effort::High => Some("high"),
@@ -192,12 +168,12 @@ fn plan_thinking(
     ctx: &RequestContext,
     report: &mut Report,
 ) -> Result<ThinkingPlan, GatewayError> {
-    let asks = effort.is_some_and(|e| e != Effort::Off);
+    let asks = effort.is_some_and(|e| e > Effort::Minimal);
     match (rules.reasoning, effort) {
         (Reasoning::AnthropicBudget, Some(effort)) => {
-            Ok(effort.budget().map_or(ThinkingPlan::Off, ThinkingPlan::Budget))
+            Ok(effort.claude_budget().map_or(ThinkingPlan::Off, ThinkingPlan::Budget))
         }
-        (Reasoning::AnthropicAdaptive { always_on }, Some(effort)) => match effort.level() {
+        (Reasoning::AnthropicAdaptive { always_on }, Some(effort)) => match effort.claude_level() {
             Some(level) => Ok(ThinkingPlan::Adaptive(level)),
             None if always_on => {
                 let detail = format!("{} always think; thinking cannot be turned off.", rules.family);

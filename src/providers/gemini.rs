@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use super::models::{self, ModelRules, Reasoning};
+use super::models::{self, Effort, ModelRules, Reasoning};
 use super::stream::{StreamContext, StreamTranslator};
 use super::{
     handling_for, minted_call_id, parse_data_url, provider_error, tool_arguments, ErrorDetails, Impact,
@@ -101,49 +101,12 @@ impl ProviderAdapter for Gemini {
 // ---------------------------------------------------------------------------------
 // Chat requests.
 
-/// What `reasoning_effort` asks for, least thinking first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Effort {
-    None,
-    Minimal,
-    Low,
-    Medium,
-    High,
-    XHigh,
-}
-
 impl Effort {
-    fn parse(effort: &str) -> Result<Effort, GatewayError> {
-        match effort {
-            "none" => Ok(Effort::None),
-            "minimal" => Ok(Effort::Minimal),
-            "low" => Ok(Effort::Low),
-            "medium" => Ok(Effort::Medium),
-            "high" => Ok(Effort::High),
-            "xhigh" => Ok(Effort::XHigh),
-            other => Err(GatewayError::invalid(
-                "reasoning_effort",
-                format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
-            )),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Effort::None => "none",
-            Effort::Minimal => "minimal",
-            Effort::Low => "low",
-            Effort::Medium => "medium",
-            Effort::High => "high",
-            Effort::XHigh => "xhigh",
-        }
-    }
-
     /// Thinking budgets of the budget form (the values LiteLLM uses, except `minimal`).
     /// Unlike Claude, Gemini 2.5 models think by default, so `minimal` needs a small budget
     /// rather than none; `none` is budget 0, which turns thinking off where the model
     /// allows it.
-    fn budget(self) -> u32 {
+    fn gemini_budget(self) -> u32 {
         match self {
             Effort::None => 0,
             Effort::Minimal => 512,
@@ -155,7 +118,7 @@ impl Effort {
     }
 
     /// `thinkingLevel` as the API spells it (`ThinkingConfig.ThinkingLevel`).
-    fn api_level(self) -> Option<&'static str> {
+    fn gemini_level(self) -> Option<&'static str> {
         match self {
             Effort::None => None,
             Effort::Minimal => Some("MINIMAL"),
@@ -182,7 +145,7 @@ fn plan_thinking(
     let family = rules.family;
     match rules.reasoning {
         Reasoning::GeminiBudget { min, max, can_disable } => {
-            let asked = effort.budget();
+            let asked = effort.gemini_budget();
             let budget = match asked {
                 0 if can_disable => 0,
                 0 => min,
@@ -223,7 +186,7 @@ fn plan_thinking(
             }
             Ok(Some(ThinkingConfig {
                 thinking_budget: None,
-                thinking_level: level.api_level(),
+                thinking_level: level.gemini_level(),
                 include_thoughts: true,
             }))
         }

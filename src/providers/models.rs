@@ -13,6 +13,7 @@
 //! every provider ends with a catch-all row. Each row says where its facts come from.
 
 use super::Impact;
+use crate::error::GatewayError;
 
 /// Which sampling parameters a model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,46 @@ pub enum Reasoning {
     GeminiLevel { levels: &'static [&'static str] },
     /// OpenAI's `reasoning_effort`, passed on as sent.
     Effort,
+}
+
+/// What `reasoning_effort` asks for, least thinking first (OpenAI's values); each adapter
+/// maps it onto its provider's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    XHigh,
+}
+
+impl Effort {
+    pub fn parse(effort: &str) -> Result<Effort, GatewayError> {
+        match effort {
+            "none" => Ok(Effort::None),
+            "minimal" => Ok(Effort::Minimal),
+            "low" => Ok(Effort::Low),
+            "medium" => Ok(Effort::Medium),
+            "high" => Ok(Effort::High),
+            "xhigh" => Ok(Effort::XHigh),
+            other => Err(GatewayError::invalid(
+                "reasoning_effort",
+                format!("Invalid value for 'reasoning_effort': {other:?}. Supported values are: 'none', 'minimal', 'low', 'medium', 'high' and 'xhigh'."),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Effort::None => "none",
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+        }
+    }
 }
 
 /// The rules of one model family.
@@ -118,6 +159,30 @@ const CLAUDE_4_1: ModelRules = ModelRules {
 one.\" (Sonnet 4.5: langfuse/langfuse#9882; Sonnet 4.6: skydiscover-ai/skydiscover#15); docs \
 build-with-claude/extended-thinking (budget_tokens)",
 };
+
+/// What OpenAI's reasoning models refuse (learn.microsoft.com/azure/foundry/openai/how-to/reasoning,
+/// "Not supported"); the newer ones refuse `stop` too.
+const O_SERIES_REFUSES: &[(&str, Impact)] = &[
+    ("max_tokens", Impact::Semantic),
+    ("presence_penalty", Impact::Sampling),
+    ("frequency_penalty", Impact::Sampling),
+    ("logprobs", Impact::Semantic),
+    ("top_logprobs", Impact::Semantic),
+    ("logit_bias", Impact::Sampling),
+];
+const O_SERIES_REFUSES_WITH_STOP: &[(&str, Impact)] = &[
+    ("max_tokens", Impact::Semantic),
+    ("presence_penalty", Impact::Sampling),
+    ("frequency_penalty", Impact::Sampling),
+    ("logprobs", Impact::Semantic),
+    ("top_logprobs", Impact::Semantic),
+    ("logit_bias", Impact::Sampling),
+    ("stop", Impact::Semantic),
+];
+/// xAI's reasoning models: "presencePenalty, frequencyPenalty and stop parameters are not
+/// supported by reasoning models" (docs.x.ai/docs/guides/reasoning).
+const XAI_REASONING_REFUSES: &[(&str, Impact)] =
+    &[("presence_penalty", Impact::Sampling), ("frequency_penalty", Impact::Sampling), ("stop", Impact::Semantic)];
 
 /// Every row. Order matters: the first match wins.
 pub static RULES: &[Row] = &[
@@ -233,14 +298,7 @@ learnku.com/articles/90544); kept out of the GPT-5 row below",
             family: "OpenAI o1-mini and o1-preview",
             sampling: Sampling::DefaultOnly,
             reasoning: Reasoning::Unsupported,
-            refuses: &[
-                ("max_tokens", Impact::Semantic),
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("logprobs", Impact::Semantic),
-                ("top_logprobs", Impact::Semantic),
-                ("logit_bias", Impact::Sampling),
-            ],
+            refuses: O_SERIES_REFUSES,
             source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\": temperature, \
 top_p, presence_penalty, frequency_penalty, logprobs, top_logprobs, logit_bias, max_tokens; reasoning_effort for all \
 reasoning models except o1-mini; o1-preview has no reasoning effort); OpenAI's 400 \"Unsupported parameter: \
@@ -255,14 +313,7 @@ reasoning models except o1-mini; o1-preview has no reasoning effort); OpenAI's 4
         rules: ModelRules {
             family: "OpenAI o1 and o3-mini",
             sampling: Sampling::DefaultOnly,
-            refuses: &[
-                ("max_tokens", Impact::Semantic),
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("logprobs", Impact::Semantic),
-                ("top_logprobs", Impact::Semantic),
-                ("logit_bias", Impact::Sampling),
-            ],
+            refuses: O_SERIES_REFUSES,
             source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\" list; \"Reasoning \
 models will only work with the max_completion_tokens parameter\"); openai-python 3.54 completion_create_params.py \
 (max_tokens \"not compatible with o-series models\"); OpenAI's 400s \"Unsupported parameter: 'temperature' is not \
@@ -277,15 +328,7 @@ supported with this model. Use 'max_completion_tokens' instead.\" (Microsoft Q&A
         rules: ModelRules {
             family: "OpenAI o3 and o4-mini",
             sampling: Sampling::DefaultOnly,
-            refuses: &[
-                ("max_tokens", Impact::Semantic),
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("logprobs", Impact::Semantic),
-                ("top_logprobs", Impact::Semantic),
-                ("logit_bias", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: O_SERIES_REFUSES_WITH_STOP,
             source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (\"Not supported\" list); \
 openai-python 3.54 completion_create_params.py (stop: \"Not supported with latest reasoning models o3 and \
 o4-mini\"); OpenAI's 400 \"Unsupported parameter: 'stop' is not supported with this model.\" (langgenius/dify#18971 \
@@ -300,15 +343,7 @@ o4-mini, crewAIInc/crewAI#2738 o3) and \"Unsupported parameter: 'top_p' is not s
         rules: ModelRules {
             family: "OpenAI GPT-5 models",
             sampling: Sampling::DefaultOnly,
-            refuses: &[
-                ("max_tokens", Impact::Semantic),
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("logprobs", Impact::Semantic),
-                ("top_logprobs", Impact::Semantic),
-                ("logit_bias", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: O_SERIES_REFUSES_WITH_STOP,
             source: "learn.microsoft.com/azure/foundry/openai/how-to/reasoning (GPT-5 series are reasoning models; \
 \"Not supported\" list; max_completion_tokens only); platform.openai.com/docs/guides/latest-model (\"GPT-5.2 \
 parameter compatibility\": temperature, top_p and logprobs only with reasoning effort none, on GPT-5.2 and GPT-5.1; \
@@ -329,11 +364,7 @@ gpt-5.2), \"Unsupported parameter: 'presence_penalty' is not supported with this
         pattern: Pattern::Prefixes(&["grok-3-mini"]),
         rules: ModelRules {
             family: "Grok 3 Mini",
-            refuses: &[
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: XAI_REASONING_REFUSES,
             source: "docs.x.ai/docs/guides/reasoning (reasoning model; reasoning_effort low or high); xAI's 400 \
 \"Argument not supported on this model: presencePenalty\" (lobehub/lobehub#7370)",
             ..OPENAI_DEFAULT
@@ -364,11 +395,7 @@ grok-4-fast-reasoning with reasoning disabled\"; the restrictions are the reason
         pattern: Pattern::Prefixes(&["grok-4.3"]),
         rules: ModelRules {
             family: "Grok 4.3",
-            refuses: &[
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: XAI_REASONING_REFUSES,
             source: "docs.x.ai/developers/model-capabilities/text/reasoning (2026: grok-4.3 supports \
 reasoning_effort none, low, medium, high; \"presencePenalty, frequencyPenalty, and stop cannot be used with \
 reasoning models\")",
@@ -381,11 +408,7 @@ reasoning models\")",
         rules: ModelRules {
             family: "Grok 4",
             reasoning: Reasoning::Unsupported,
-            refuses: &[
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: XAI_REASONING_REFUSES,
             source: "docs.x.ai/docs/guides/reasoning (grok-4 and grok-4-fast-reasoning: reasoning models, no \
 reasoning_effort)",
             ..OPENAI_DEFAULT
@@ -396,11 +419,7 @@ reasoning_effort)",
         pattern: Pattern::Prefixes(&["grok-code-fast"]),
         rules: ModelRules {
             family: "Grok Code Fast",
-            refuses: &[
-                ("presence_penalty", Impact::Sampling),
-                ("frequency_penalty", Impact::Sampling),
-                ("stop", Impact::Semantic),
-            ],
+            refuses: XAI_REASONING_REFUSES,
             source: "docs.x.ai/docs/guides/reasoning (reasoning models' restrictions); LiteLLM 1.106.2 \
 llms/xai/chat/transformation.py removes stop and frequency_penalty for grok-code-fast (docs/providers/openai-compatible.md#xai)",
             ..OPENAI_DEFAULT
