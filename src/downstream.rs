@@ -286,7 +286,14 @@ fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {
 }
 
 pub fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {
-    reply(host, err.status(), &err.body())
+    let extra = err.headers();
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(1 + extra.len());
+    headers.push(("content-type", "application/json"));
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    if let Err(e) = host.send_response(err.status(), &headers, &err.body()) {
+        log::error!("could not send a local reply: {e}");
+    }
+    Flow::Pause
 }
 
 fn internal_error(host: &dyn Host, detail: &str) -> Flow {

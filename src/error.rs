@@ -15,6 +15,9 @@ pub enum ErrorType {
     Permission,
     NotFound,
     RateLimit,
+    /// OpenAI's own 429 types for a request-rate and a token-rate limit.
+    Requests,
+    Tokens,
     InsufficientQuota,
     Server,
     ServiceUnavailable,
@@ -45,6 +48,8 @@ impl ErrorType {
             ErrorType::Authentication => "authentication_error",
             ErrorType::Permission => "permission_error",
             ErrorType::RateLimit => "rate_limit_error",
+            ErrorType::Requests => "requests",
+            ErrorType::Tokens => "tokens",
             ErrorType::InsufficientQuota => "insufficient_quota",
             ErrorType::Server => "server_error",
             ErrorType::ServiceUnavailable => "service_unavailable",
@@ -117,6 +122,34 @@ pub enum GatewayError {
     Misconfigured {
         detail: String,
     },
+    /// The client's key (or its team) may not do this: a model outside its list
+    /// (`key_model_access_denied`, `team_model_access_denied`).
+    Forbidden {
+        code: &'static str,
+        message: String,
+        param: Option<&'static str>,
+    },
+    /// A rate, token or parallel-request limit refused the request.
+    RateLimited(RateLimit),
+    /// Something the gateway needs for this request is down (e.g. the key store while a
+    /// key is not cached yet); retryable.
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+}
+
+/// Which limit refused a request, and when it frees up: what the 429's body and headers
+/// say (`retry-after`, `x-ratelimit-*`, as OpenAI and LiteLLM send them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Whose limit: `api_key`, `team`, `user`, `end_user`, `model_per_key`.
+    pub entity: &'static str,
+    /// Which limit: `requests`, `tokens`, `max_parallel_requests`.
+    pub limit_type: &'static str,
+    pub limit: u64,
+    /// Whole seconds until the window resets (or a parallel slot is likely free).
+    pub reset_secs: u64,
 }
 
 impl GatewayError {
@@ -135,6 +168,32 @@ impl GatewayError {
             GatewayError::Provider(e) => e.status,
             GatewayError::ProviderMalformed { .. } | GatewayError::StreamIncomplete { .. } => 502,
             GatewayError::Misconfigured { .. } => 500,
+            GatewayError::Forbidden { .. } => 403,
+            GatewayError::RateLimited(_) => 429,
+            GatewayError::Unavailable { .. } => 503,
+        }
+    }
+
+    /// Response headers the error's answer carries beside its body.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::RateLimited(limit) => {
+                let unit = if limit.limit_type == "tokens" { "tokens" } else { "requests" };
+                let (limit_header, remaining_header, reset_header) = if unit == "tokens" {
+                    ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+                } else {
+                    ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
+                };
+                let reset = limit.reset_secs.max(1);
+                vec![
+                    ("retry-after", reset.to_string()),
+                    (limit_header, limit.limit.to_string()),
+                    (remaining_header, "0".to_string()),
+                    (reset_header, format!("{reset}s")),
+                ]
+            }
+            GatewayError::Unavailable { retry_after_secs, .. } => vec![("retry-after", retry_after_secs.to_string())],
+            _ => Vec::new(),
         }
     }
 
@@ -150,6 +209,10 @@ impl GatewayError {
             GatewayError::ProviderMalformed { .. }
             | GatewayError::StreamIncomplete { .. }
             | GatewayError::Misconfigured { .. } => ErrorType::Server,
+            GatewayError::Forbidden { .. } => ErrorType::Permission,
+            GatewayError::RateLimited(limit) if limit.limit_type == "tokens" => ErrorType::Tokens,
+            GatewayError::RateLimited(_) => ErrorType::Requests,
+            GatewayError::Unavailable { .. } => ErrorType::ServiceUnavailable,
         }
     }
 
@@ -166,6 +229,9 @@ impl GatewayError {
             GatewayError::ProviderMalformed { .. } => Some("bad_upstream_response"),
             GatewayError::StreamIncomplete { .. } => Some("incomplete_stream"),
             GatewayError::Misconfigured { .. } => Some("gateway_misconfigured"),
+            GatewayError::Forbidden { code, .. } => Some(code),
+            GatewayError::RateLimited(_) => Some("rate_limit_exceeded"),
+            GatewayError::Unavailable { .. } => Some("service_unavailable"),
         }
     }
 
@@ -175,6 +241,7 @@ impl GatewayError {
             GatewayError::UnsupportedParameter { param, .. } => Some(param),
             GatewayError::ModelNotFound { .. } => Some("model"),
             GatewayError::Provider(e) => e.param.as_deref(),
+            GatewayError::Forbidden { param, .. } => *param,
             _ => None,
         }
     }
@@ -209,6 +276,15 @@ impl GatewayError {
             GatewayError::Misconfigured { detail } => {
                 format!("The gateway cannot serve this request: {detail}")
             }
+            GatewayError::Forbidden { message, .. } | GatewayError::Unavailable { message, .. } => message.clone(),
+            // LiteLLM's wording (parallel_request_limiter_v3), which its users' tools match.
+            GatewayError::RateLimited(l) => format!(
+                "Rate limit exceeded for {}. Limit type: {}. Current limit: {}, Remaining: 0. Limit resets in {} s.",
+                l.entity,
+                l.limit_type,
+                l.limit,
+                l.reset_secs.max(1)
+            ),
         }
     }
 
@@ -327,6 +403,48 @@ mod tests {
                 Some("method_not_allowed"),
             ),
             (
+                GatewayError::Forbidden {
+                    code: "key_model_access_denied",
+                    message: "This key may not use model x.".into(),
+                    param: Some("model"),
+                },
+                403,
+                "permission_error",
+                Some("model"),
+                Some("key_model_access_denied"),
+            ),
+            (
+                GatewayError::RateLimited(RateLimit {
+                    entity: "api_key",
+                    limit_type: "requests",
+                    limit: 10,
+                    reset_secs: 42,
+                }),
+                429,
+                "requests",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
+            (
+                GatewayError::RateLimited(RateLimit {
+                    entity: "team",
+                    limit_type: "tokens",
+                    limit: 1000,
+                    reset_secs: 0,
+                }),
+                429,
+                "tokens",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
+            (
+                GatewayError::Unavailable { message: "The key store is unreachable.".into(), retry_after_secs: 1 },
+                503,
+                "service_unavailable",
+                None,
+                Some("service_unavailable"),
+            ),
+            (
                 GatewayError::Provider(ProviderError {
                     status: 503,
                     kind: ErrorType::ServiceUnavailable,
@@ -373,6 +491,31 @@ mod tests {
             assert_eq!(v.as_object().unwrap().len(), 1);
             assert_eq!(body.as_object().unwrap().len(), 4);
         }
+    }
+
+    #[test]
+    fn limits_carry_retry_after_and_rate_limit_headers() {
+        let err =
+            GatewayError::RateLimited(RateLimit { entity: "api_key", limit_type: "tokens", limit: 500, reset_secs: 7 });
+        assert_eq!(
+            err.headers(),
+            vec![
+                ("retry-after", "7".to_string()),
+                ("x-ratelimit-limit-tokens", "500".to_string()),
+                ("x-ratelimit-remaining-tokens", "0".to_string()),
+                ("x-ratelimit-reset-tokens", "7s".to_string()),
+            ]
+        );
+        let parallel = GatewayError::RateLimited(RateLimit {
+            entity: "team",
+            limit_type: "max_parallel_requests",
+            limit: 2,
+            reset_secs: 0,
+        });
+        assert_eq!(parallel.headers()[0], ("retry-after", "1".to_string()), "never retry-after: 0");
+        assert_eq!(parallel.headers()[1].0, "x-ratelimit-limit-requests");
+        assert!(parallel.message().starts_with("Rate limit exceeded for team. Limit type: max_parallel_requests."));
+        assert!(GatewayError::invalid("x", "y").headers().is_empty());
     }
 
     #[test]

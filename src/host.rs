@@ -60,16 +60,75 @@ pub trait Host {
     /// Adds one to the counter `name` (an Envoy stat, `wasmcustom.<name>`). Counting
     /// never fails a request: a failing host call is logged and ignored.
     fn count(&self, name: &str);
+    /// Nanoseconds on the host's wall clock (one host call).
+    fn now_nanos(&self) -> u64;
+
+    // --- What governance needs: callouts to the sidecar, Envoy's process-wide shared
+    // data and queues, the root context's timer.
+
+    /// Starts an HTTP call to the Envoy cluster `cluster` (`:method`, `:path` and
+    /// `:authority` among `headers`); its answer is delivered to the calling context's
+    /// `on_http_call_response` with the returned token. A request waiting for it stays
+    /// paused until [`Host::resume_request`].
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32>;
+    /// The headers of the callout answer being delivered (`:status` among them).
+    fn http_call_response_headers(&self) -> HostResult<Headers>;
+    fn http_call_response_body(&self, size: usize) -> HostResult<Vec<u8>>;
+    /// Lets a request paused for a callout continue to the next filter.
+    fn resume_request(&self) -> HostResult<()>;
+    /// A value of Envoy's process-wide shared data (one store for every worker's VM with
+    /// this `vm_id`) and its CAS number.
+    fn shared_data(&self, key: &str) -> HostResult<SharedValue>;
+    /// Stores `value` under `key` if its CAS number is still `cas` (`None`:
+    /// unconditionally); [`Stored::CasMismatch`] when another writer came first.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored>;
+    /// Makes this (root) context the one consumer of the shared queue `name`.
+    fn register_queue(&self, name: &str) -> HostResult<u32>;
+    /// The queue `name` of the VMs `vm_id`, once its consumer registered it.
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> HostResult<Option<u32>>;
+    fn enqueue(&self, queue: u32, item: &[u8]) -> HostResult<()>;
+    fn dequeue(&self, queue: u32) -> HostResult<Option<Vec<u8>>>;
+    /// Calls the root context's `on_tick` every `period_ms` (0 stops it).
+    fn set_tick_period(&self, period_ms: u32) -> HostResult<()>;
+}
+
+/// A shared-data value (`None`: never set) and the CAS number to write it back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedValue {
+    pub value: Option<Vec<u8>>,
+    pub cas: u32,
+}
+
+/// What a conditional shared-data write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// Another writer changed the value since it was read: read again and retry.
+    CasMismatch,
 }
 
 #[cfg(test)]
-pub use fake::FakeHost;
+pub use fake::{FakeHost, FakeShared};
 
 #[cfg(test)]
 mod fake {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
+    use std::cell::{Cell, RefCell};
+    use std::collections::{BTreeMap, VecDeque};
+    use std::rc::Rc;
+
+    /// Envoy's process-wide shared data and queues, in memory: several [`FakeHost`]s
+    /// (workers) may hold one, as every worker's VM sees the same store in Envoy.
+    #[derive(Default)]
+    pub struct FakeShared {
+        pub data: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
+        /// Like Envoy's: one counter for every write, never 0.
+        next_cas: Cell<u32>,
+        pub queues: RefCell<BTreeMap<String, (u32, VecDeque<Vec<u8>>)>>,
+    }
+
+    /// One HTTP call the filter started: (cluster, headers, body, timeout).
+    pub type RecordedCall = (String, Vec<(String, String)>, Vec<u8>, u32);
 
     /// An in-memory Envoy: headers, bodies and properties the test sets up, and a
     /// record of the local reply, if any.
@@ -87,6 +146,16 @@ mod fake {
         pub header_reads: std::cell::Cell<usize>,
         pub request_header_removals: std::cell::Cell<usize>,
         pub counters: RefCell<BTreeMap<String, u64>>,
+        pub now_ns: u64,
+        pub shared: Rc<FakeShared>,
+        /// Shared-data reads and writes: host calls admission pays for.
+        pub shared_calls: Cell<usize>,
+        pub http_calls: RefCell<Vec<RecordedCall>>,
+        /// The callout answer the test delivers: headers and body.
+        pub call_response: RefCell<(Vec<(String, String)>, Vec<u8>)>,
+        /// How often the request was resumed after a callout.
+        pub resumed: Cell<usize>,
+        pub tick_period: Cell<Option<u32>>,
     }
 
     impl FakeHost {
@@ -183,6 +252,113 @@ mod fake {
         }
         fn count(&self, name: &str) {
             *self.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
+        }
+        fn now_nanos(&self) -> u64 {
+            self.now_ns
+        }
+        fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
+            let mut calls = self.http_calls.borrow_mut();
+            let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            calls.push((cluster.to_string(), headers, body.to_vec(), timeout_ms));
+            Ok(calls.len() as u32)
+        }
+        fn http_call_response_headers(&self) -> HostResult<Headers> {
+            Ok(Headers::new(self.call_response.borrow().0.clone()))
+        }
+        fn http_call_response_body(&self, size: usize) -> HostResult<Vec<u8>> {
+            let response = self.call_response.borrow();
+            Ok(response.1.get(..size.min(response.1.len())).unwrap_or_default().to_vec())
+        }
+        fn resume_request(&self) -> HostResult<()> {
+            self.resumed.set(self.resumed.get() + 1);
+            Ok(())
+        }
+        fn shared_data(&self, key: &str) -> HostResult<SharedValue> {
+            self.shared_calls.set(self.shared_calls.get() + 1);
+            Ok(match self.shared.data.borrow().get(key) {
+                Some((value, cas)) => SharedValue { value: Some(value.clone()), cas: *cas },
+                None => SharedValue { value: None, cas: 0 },
+            })
+        }
+        fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored> {
+            self.shared_calls.set(self.shared_calls.get() + 1);
+            let mut data = self.shared.data.borrow_mut();
+            let current = data.get(key).map_or(0, |(_, c)| *c);
+            if cas.is_some_and(|c| c != 0 && c != current) {
+                return Ok(Stored::CasMismatch);
+            }
+            let next = self.shared.next_cas.get().wrapping_add(1).max(1);
+            self.shared.next_cas.set(next);
+            data.insert(key.to_string(), (value.to_vec(), next));
+            Ok(Stored::Yes)
+        }
+        fn register_queue(&self, name: &str) -> HostResult<u32> {
+            let mut queues = self.shared.queues.borrow_mut();
+            let next = queues.len() as u32 + 1;
+            Ok(queues.entry(name.to_string()).or_insert_with(|| (next, VecDeque::new())).0)
+        }
+        fn resolve_queue(&self, _vm_id: &str, name: &str) -> HostResult<Option<u32>> {
+            Ok(self.shared.queues.borrow().get(name).map(|(id, _)| *id))
+        }
+        fn enqueue(&self, queue: u32, item: &[u8]) -> HostResult<()> {
+            let mut queues = self.shared.queues.borrow_mut();
+            match queues.values_mut().find(|(id, _)| *id == queue) {
+                Some((_, items)) => {
+                    items.push_back(item.to_vec());
+                    Ok(())
+                }
+                None => Err(HostError { call: "enqueue_shared_queue", status: 1 }),
+            }
+        }
+        fn dequeue(&self, queue: u32) -> HostResult<Option<Vec<u8>>> {
+            let mut queues = self.shared.queues.borrow_mut();
+            Ok(queues.values_mut().find(|(id, _)| *id == queue).and_then(|(_, items)| items.pop_front()))
+        }
+        fn set_tick_period(&self, period_ms: u32) -> HostResult<()> {
+            self.tick_period.set(Some(period_ms));
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn shared_data_is_compare_and_swap_across_workers() {
+            let shared = Rc::new(FakeShared::default());
+            let a = FakeHost { shared: Rc::clone(&shared), ..FakeHost::default() };
+            let b = FakeHost { shared, ..FakeHost::default() };
+            assert_eq!(a.shared_data("k").unwrap(), SharedValue { value: None, cas: 0 });
+            assert_eq!(a.set_shared_data("k", b"1", Some(0)).unwrap(), Stored::Yes);
+            let seen_a = a.shared_data("k").unwrap();
+            let seen_b = b.shared_data("k").unwrap();
+            assert_eq!((seen_a.value.as_deref(), seen_a.cas), (Some(&b"1"[..]), seen_b.cas));
+            assert_eq!(b.set_shared_data("k", b"2", Some(seen_b.cas)).unwrap(), Stored::Yes);
+            assert_eq!(a.set_shared_data("k", b"3", Some(seen_a.cas)).unwrap(), Stored::CasMismatch);
+            assert_eq!(a.shared_data("k").unwrap().value.as_deref(), Some(&b"2"[..]));
+            assert_eq!(a.set_shared_data("k", b"4", None).unwrap(), Stored::Yes);
+            assert_eq!(a.shared_calls.get(), 6);
+        }
+
+        #[test]
+        fn queues_callouts_and_timers_are_recorded() {
+            let host = FakeHost::default();
+            assert_eq!(host.resolve_queue("switchyard", "usage").unwrap(), None);
+            let id = host.register_queue("usage").unwrap();
+            assert_eq!(host.resolve_queue("switchyard", "usage").unwrap(), Some(id));
+            host.enqueue(id, b"a").unwrap();
+            host.enqueue(id, b"b").unwrap();
+            assert_eq!(host.dequeue(id).unwrap().as_deref(), Some(&b"a"[..]));
+            assert_eq!(host.dequeue(id).unwrap().as_deref(), Some(&b"b"[..]));
+            assert_eq!(host.dequeue(id).unwrap(), None);
+            assert!(host.enqueue(id + 1, b"x").is_err());
+            let token = host.http_call("sidecar", &[(":path", "/x")], b"", 500).unwrap();
+            assert_eq!(token, 1);
+            assert_eq!(host.http_calls.borrow()[0].0, "sidecar");
+            host.resume_request().unwrap();
+            host.set_tick_period(1000).unwrap();
+            assert_eq!((host.resumed.get(), host.tick_period.get()), (1, Some(1000)));
         }
     }
 }

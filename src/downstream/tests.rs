@@ -290,3 +290,22 @@ fn a_body_must_carry_its_own_operations_field_and_no_other() {
         }
     }
 }
+
+#[test]
+fn error_replies_carry_their_headers() {
+    use crate::error::RateLimit;
+    let host = FakeHost::default();
+    let err =
+        GatewayError::RateLimited(RateLimit { entity: "api_key", limit_type: "requests", limit: 3, reset_secs: 12 });
+    assert_eq!(reply_error(&host, &err), Flow::Pause);
+    let reply = host.local_reply.borrow();
+    let (status, headers, body) = reply.as_ref().unwrap();
+    assert_eq!(*status, 429);
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("content-type"), Some("application/json"));
+    assert_eq!(header("retry-after"), Some("12"));
+    assert_eq!(header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(header("x-ratelimit-remaining-requests"), Some("0"));
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+}

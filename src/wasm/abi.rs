@@ -14,12 +14,17 @@ use crate::pairs;
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
+const EMPTY: u32 = 7;
+const CAS_MISMATCH: u32 = 8;
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_RESPONSE_BODY: u32 = 1;
+pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+pub const STREAM_REQUEST: u32 = 0;
 pub const STREAM_RESPONSE: u32 = 1;
 const METRIC_COUNTER: u32 = 0;
 
@@ -66,6 +71,43 @@ extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_milliseconds: u32,
+        return_token: *mut u32,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_register_shared_queue(name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_resolve_shared_queue(
+        vm_id_data: *const u8,
+        vm_id_size: usize,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(queue_id: u32, return_value_data: *mut *mut u8, return_value_size: *mut usize)
+        -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
@@ -241,4 +283,85 @@ pub fn continue_stream(stream_type: u32) -> HostResult<()> {
 pub fn close_stream(stream_type: u32) -> HostResult<()> {
     let status = unsafe { proxy_close_stream(stream_type) };
     check("close_stream", status)
+}
+
+/// Starts an HTTP call to the cluster `upstream` (`:method`, `:path` and `:authority`
+/// are required headers); the answer arrives in the context's `on_http_call_response`.
+pub fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
+    let serialized = pairs::encode(headers);
+    let mut token = 0u32;
+    let status = unsafe {
+        proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            serialized.as_ptr(),
+            serialized.len(),
+            body.as_ptr(),
+            body.len(),
+            null_mut(),
+            0,
+            timeout_ms,
+            &mut token,
+        )
+    };
+    check("http_call", status).map(|()| token)
+}
+
+/// A shared-data value and its CAS number (0 and `None` when the key was never set).
+pub fn get_shared_data(key: &str) -> HostResult<(Option<Vec<u8>>, u32)> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let mut cas = 0u32;
+    let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok((Some(unsafe { take_buffer(data, size) }), cas)),
+        NOT_FOUND => Ok((None, 0)),
+        s => Err(HostError { call: "get_shared_data", status: s }),
+    }
+}
+
+/// Stores `value` if the key's CAS number is still `cas` (0: unconditionally); `Ok(false)`
+/// when another writer came first.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<bool> {
+    let status = unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    match status {
+        OK => Ok(true),
+        CAS_MISMATCH => Ok(false),
+        s => Err(HostError { call: "set_shared_data", status: s }),
+    }
+}
+
+/// Registers this (root) context as the consumer of the queue `name`.
+pub fn register_shared_queue(name: &str) -> HostResult<u32> {
+    let mut id = 0u32;
+    let status = unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) };
+    check("register_shared_queue", status).map(|()| id)
+}
+
+/// The id of the queue `name` of the VM `vm_id`, if someone registered it.
+pub fn resolve_shared_queue(vm_id: &str, name: &str) -> HostResult<Option<u32>> {
+    let mut id = 0u32;
+    let status = unsafe { proxy_resolve_shared_queue(vm_id.as_ptr(), vm_id.len(), name.as_ptr(), name.len(), &mut id) };
+    match status {
+        OK => Ok(Some(id)),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError { call: "resolve_shared_queue", status: s }),
+    }
+}
+
+pub fn enqueue_shared_queue(queue_id: u32, value: &[u8]) -> HostResult<()> {
+    let status = unsafe { proxy_enqueue_shared_queue(queue_id, value.as_ptr(), value.len()) };
+    check("enqueue_shared_queue", status)
+}
+
+/// The oldest item of the queue, `None` when it is empty.
+pub fn dequeue_shared_queue(queue_id: u32) -> HostResult<Option<Vec<u8>>> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_dequeue_shared_queue(queue_id, &mut data, &mut size) };
+    match status {
+        OK => Ok(Some(unsafe { take_buffer(data, size) })),
+        EMPTY => Ok(None),
+        s => Err(HostError { call: "dequeue_shared_queue", status: s }),
+    }
 }

@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
 use crate::downstream::DownstreamExchange;
 use crate::headers::Headers;
-use crate::host::{Flow, Host, HostResult};
+use crate::host::{Flow, Host, HostResult, SharedValue, Stored};
 use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
 
 proxy_wasm::main! {{
@@ -355,6 +355,43 @@ impl Host for WasmHost {
         if let Err(e) = result {
             log::warn!("switchyard: could not count {name}: {e}");
         }
+    }
+    fn now_nanos(&self) -> u64 {
+        abi::now_nanos()
+    }
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
+        abi::http_call(cluster, headers, body, timeout_ms)
+    }
+    fn http_call_response_headers(&self) -> HostResult<Headers> {
+        abi::get_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).map(Headers::new)
+    }
+    fn http_call_response_body(&self, size: usize) -> HostResult<Vec<u8>> {
+        abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, size)
+    }
+    fn resume_request(&self) -> HostResult<()> {
+        abi::continue_stream(abi::STREAM_REQUEST)
+    }
+    fn shared_data(&self, key: &str) -> HostResult<SharedValue> {
+        abi::get_shared_data(key).map(|(value, cas)| SharedValue { value, cas })
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored> {
+        abi::set_shared_data(key, value, cas.unwrap_or(0))
+            .map(|stored| if stored { Stored::Yes } else { Stored::CasMismatch })
+    }
+    fn register_queue(&self, name: &str) -> HostResult<u32> {
+        abi::register_shared_queue(name)
+    }
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> HostResult<Option<u32>> {
+        abi::resolve_shared_queue(vm_id, name)
+    }
+    fn enqueue(&self, queue: u32, item: &[u8]) -> HostResult<()> {
+        abi::enqueue_shared_queue(queue, item)
+    }
+    fn dequeue(&self, queue: u32) -> HostResult<Option<Vec<u8>>> {
+        abi::dequeue_shared_queue(queue)
+    }
+    fn set_tick_period(&self, period_ms: u32) -> HostResult<()> {
+        abi::set_tick_period_ms(period_ms)
     }
 }
 
