@@ -1,12 +1,22 @@
-//! The downstream filter, once per client request, before routing: authenticate,
-//! answer what the gateway answers itself (`/v1/models`, errors), and for API calls
-//! buffer the body, validate it and set the route header from `model`.
+//! The downstream filter, once per client request, before routing. Its phases, in order:
+//!
+//! 1. **auth** (request headers): who is calling: the gateway key today.
+//! 2. **parse** (the whole body): the operation, the model, validation.
+//! 3. **admission**: may this caller do this now (limits, budgets): everything is
+//!    admitted until governance arrives.
+//! 4. **route**: the model-group header, client credentials stripped, and the hand-off of
+//!    the request's facts to the upstream filter of each attempt ([`crate::handoff`]).
+//!
+//! Requests the gateway answers itself (`/v1/models`, errors) end at the phase that
+//! knows the answer.
 
 use std::rc::Rc;
 
 use crate::config::{DownstreamConfig, ModelEntry, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
-use crate::host::{Flow, Host};
+use crate::handoff::{RequestInfo, HANDOFF};
+use crate::headers::Headers;
+use crate::host::{Flow, Host, HostResult};
 use crate::json::parse_request;
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
@@ -64,6 +74,19 @@ pub struct DownstreamExchange {
     /// The stall watchdog's entry for this stream (see `upstream::StreamWatch`): where
     /// the upstream filter leaves the error event that ends a stalled stream.
     stall_watch: Option<Rc<StreamWatch>>,
+    /// Envoy's `x-request-id`, under which the hand-off keeps this request's facts for
+    /// its retries.
+    request_id: Option<String>,
+    /// The request's facts were handed off (and must be forgotten when it ends).
+    handed_off: bool,
+}
+
+/// Who is calling, as the auth phase established.
+enum Caller {
+    /// No gateway key is configured: everyone may call.
+    Anyone,
+    /// The gateway's master key.
+    Master,
 }
 
 impl DownstreamExchange {
@@ -75,6 +98,8 @@ impl DownstreamExchange {
             context_fallback: None,
             stream: false,
             stall_watch: None,
+            request_id: None,
+            handed_off: false,
         }
     }
 
@@ -83,27 +108,14 @@ impl DownstreamExchange {
             Ok(h) => h,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let header = |name: &str| headers.get(name);
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
         self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| headers.contains(h)).collect();
-
-        if let Some(expected) = &self.config.master_key {
-            let presented = header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .or_else(|| header("x-api-key"))
-                .or_else(|| header("api-key"));
-            let err = match presented {
-                None => Some("Missing API key. Send it as 'Authorization: Bearer <key>'."),
-                Some(key) if !constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => {
-                    Some("Incorrect API key provided.")
-                }
-                Some(_) => None,
-            };
-            if let Some(message) = err {
-                return reply_error(host, &GatewayError::Unauthorized { message });
-            }
-        }
+        self.request_id = headers.get("x-request-id").map(str::to_string);
+        let _caller = match self.authenticate(&headers) {
+            Ok(caller) => caller,
+            Err(err) => return reply_error(host, &err),
+        };
 
         match route(method, path) {
             Route::Api(op) => {
@@ -134,6 +146,25 @@ impl DownstreamExchange {
         }
     }
 
+    /// Phase 1, auth: the caller's key against the gateway's.
+    fn authenticate(&self, headers: &Headers) -> Result<Caller, GatewayError> {
+        let Some(expected) = &self.config.master_key else { return Ok(Caller::Anyone) };
+        let presented = headers
+            .get("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| headers.get("x-api-key"))
+            .or_else(|| headers.get("api-key"));
+        match presented {
+            None => Err(GatewayError::Unauthorized {
+                message: "Missing API key. Send it as 'Authorization: Bearer <key>'.",
+            }),
+            Some(key) if !constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => {
+                Err(GatewayError::Unauthorized { message: "Incorrect API key provided." })
+            }
+            Some(_) => Ok(Caller::Master),
+        }
+    }
+
     pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
         let Some(operation) = self.operation else {
             return Flow::Continue;
@@ -145,32 +176,49 @@ impl DownstreamExchange {
             Ok(b) => b,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let requested = match inspect(&self.config, operation, &body) {
+        // Phase 2, parse.
+        let config = Rc::clone(&self.config);
+        let requested = match inspect(&config, operation, &body) {
             Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
+        // Phase 3, admission: nothing limits a request yet.
+        // Phase 4, route.
+        match self.route(host, operation, &requested) {
+            Ok(()) => Flow::Continue,
+            Err(e) => internal_error(host, &e.to_string()),
+        }
+    }
+
+    /// Phase 4: sends the request to its model group's route, strips the client's
+    /// credentials, and hands the request's facts to its attempts.
+    fn route(&mut self, host: &dyn Host, operation: Operation, requested: &Requested) -> HostResult<()> {
         let entry = requested.route_to;
         if entry.id != requested.asked_for {
             self.context_fallback = Some(entry.id.clone());
         }
         // Single-header edits, not a whole-map write: only these make Envoy select the
         // route again (by the header just set).
-        if let Err(e) = host.set_request_header(ROUTE_HEADER, &entry.id) {
-            return internal_error(host, &e.to_string());
-        }
+        host.set_request_header(ROUTE_HEADER, &entry.id)?;
         self.stream = requested.stream;
         // Streams may have a route of their own (timeouts that suit a stream).
         if requested.stream {
-            if let Err(e) = host.set_request_header(STREAM_HEADER, "true") {
-                return internal_error(host, &e.to_string());
-            }
+            host.set_request_header(STREAM_HEADER, "true")?;
         }
         for name in &self.credentials_present {
-            if let Err(e) = host.remove_request_header(name) {
-                return internal_error(host, &e.to_string());
-            }
+            host.remove_request_header(name)?;
         }
-        Flow::Continue
+        HANDOFF.with(|h| h.publish(self.request_id.as_deref(), RequestInfo { operation, stream: requested.stream }));
+        self.handed_off = true;
+        Ok(())
+    }
+}
+
+impl Drop for DownstreamExchange {
+    fn drop(&mut self) {
+        if let (true, Some(id)) = (self.handed_off, &self.request_id) {
+            let _ = HANDOFF.try_with(|h| h.forget(id));
+        }
     }
 }
 

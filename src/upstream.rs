@@ -11,6 +11,7 @@ use crate::codec::sse::write_data;
 use crate::config::UpstreamConfig;
 use crate::endpoint::{Deployment, Endpoint, METADATA_NAMESPACE};
 use crate::error::{error_body, GatewayError};
+use crate::handoff::{RequestInfo, HANDOFF};
 use crate::host::{Flow, Host};
 use crate::operation::Operation;
 use crate::providers::stream::{StreamContext, StreamTranslator};
@@ -31,6 +32,8 @@ pub const STATUS_HEADER: &str = "x-switchyard-status";
 const RATE_LIMITED: u16 = 429;
 /// Set by the router on every attempt (`include_request_attempt_count`).
 const ATTEMPT_COUNT_HEADER: &str = "x-envoy-attempt-count";
+/// Envoy's id for the client's request, the same on every attempt.
+const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Envoy names each model group's cluster `model.<group>`.
 const CLUSTER_PREFIX: &str = "model.";
 
@@ -63,6 +66,8 @@ pub struct UpstreamExchange {
     answering_model: String,
     /// Envoy's id for this attempt's filter context: the stall watchdog acts on it.
     context_id: u32,
+    /// What the downstream filter handed over about the client's request.
+    info: Option<Rc<RequestInfo>>,
     /// This stream's entry in the stall watchdog, from its first byte to its end.
     watch: Option<Rc<StreamWatch>>,
 }
@@ -85,6 +90,7 @@ impl UpstreamExchange {
             attempt: 1,
             answering_model: String::new(),
             context_id: 0,
+            info: None,
             watch: None,
         }
     }
@@ -105,6 +111,16 @@ impl UpstreamExchange {
         if self.attempt > 1 {
             count(host, &format!("fallbacks.{}", deployment.endpoint.provider.name()));
         }
+        // The first attempt runs as the downstream filter lets the request go; later ones
+        // find the request by its id (see `handoff`).
+        self.info = if self.attempt == 1 {
+            HANDOFF.with(|h| h.take_pending())
+        } else {
+            match host.request_header(REQUEST_ID_HEADER) {
+                Ok(Some(id)) => HANDOFF.with(|h| h.find(&id)),
+                _ => None,
+            }
+        };
         self.deployment = Some(deployment);
         if end_of_stream {
             return self.on_request_body(host, 0, true);
@@ -126,9 +142,15 @@ impl UpstreamExchange {
         };
         let adapter = endpoint.provider.adapter();
         let ctx = RequestContext { endpoint, config: &self.config };
-        // The downstream filter validated the body for its path, so its shape names the
-        // operation (no host call to read `:path`).
-        self.operation = Operation::of_body(&body).unwrap_or(Operation::Chat);
+        self.operation = match &self.info {
+            Some(info) => info.operation,
+            // Not handed over (an attempt Envoy started otherwise): the downstream filter
+            // validated the body for its path, so its shape names the operation.
+            None => {
+                log::debug!("upstream filter: no hand-off for this attempt; reading the body's shape");
+                Operation::of_body(&body).unwrap_or(Operation::Chat)
+            }
+        };
         let translated = match adapter.request(&ctx, self.operation, &body, &mut self.facts) {
             Ok(t) => t,
             Err(err) => return reply_error(host, &err),

@@ -309,3 +309,24 @@ fn error_replies_carry_their_headers() {
     let body: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 }
+
+#[test]
+fn routed_requests_hand_their_facts_to_their_attempts_until_they_end() {
+    use crate::handoff::HANDOFF;
+    let body = json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "stream": true}).to_string();
+    let host = FakeHost::with_request(
+        &[(":method", "POST"), (":path", "/v1/chat/completions"), ("x-request-id", "abc")],
+        body.as_bytes(),
+    );
+    let mut ex = DownstreamExchange::new(config(None));
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    assert_eq!(ex.on_request_body(&host, body.len(), true), Flow::Continue);
+    let first = HANDOFF.with(|h| h.take_pending()).unwrap();
+    assert_eq!((first.operation, first.stream), (Operation::Chat, true));
+    assert_eq!(HANDOFF.with(|h| h.find("abc")), Some(first));
+    drop(ex);
+    assert_eq!(HANDOFF.with(|h| h.find("abc")), None, "forgotten when the request ends");
+    // A request answered before routing hands nothing over.
+    let (_, _) = run(config(None), "GET", "/v1/models", &[("x-request-id", "def")], b"");
+    assert_eq!(HANDOFF.with(|h| (h.take_pending(), h.in_flight())), (None, 0));
+}

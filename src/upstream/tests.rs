@@ -419,3 +419,28 @@ fn endpoint_churn_does_not_grow_the_cache_without_bound() {
         assert!(cache.0.borrow().len() <= DEPLOYMENT_CACHE_LIMIT);
     }
 }
+
+#[test]
+fn attempts_take_the_operation_from_the_hand_off_not_the_body() {
+    use crate::handoff::{RequestInfo, HANDOFF};
+    let meta = [("provider", "openai"), ("api_base", "https://api.openai.com/v1")];
+    // A body whose shape would say chat: the hand-off says embeddings, and wins.
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let host = host_for(&meta, &[], &body);
+    HANDOFF.with(|h| h.publish(Some("req-7"), RequestInfo { operation: Operation::Embeddings, stream: false }));
+    let _ = send_request(&host);
+    assert_eq!(host.request_header(":path").as_deref(), Some("/v1/embeddings"));
+    assert_eq!(host.header_reads(), 1, "the first attempt reads only its attempt count");
+    // A retry finds the request by its id: one more header read.
+    let retry = host_for(&meta, &[], &body);
+    retry.request_headers.borrow_mut().push(("x-envoy-attempt-count".into(), "2".into()));
+    retry.request_headers.borrow_mut().push(("x-request-id".into(), "req-7".into()));
+    let _ = send_request(&retry);
+    assert_eq!(retry.request_header(":path").as_deref(), Some("/v1/embeddings"));
+    assert_eq!(retry.header_reads(), 2);
+    // Without a hand-off (nothing published), the body's shape decides.
+    HANDOFF.with(|h| h.forget("req-7"));
+    let orphan = host_for(&meta, &[], &body);
+    let _ = send_request(&orphan);
+    assert_eq!(orphan.request_header(":path").as_deref(), Some("/v1/chat/completions"));
+}
