@@ -19,6 +19,7 @@ pub mod handoff;
 pub mod headers;
 pub mod host;
 pub mod json;
+pub mod keys;
 pub mod legacy;
 pub mod operation;
 pub mod pairs;

@@ -1,0 +1,298 @@
+//! Virtual keys in the filter: the client's key, its SHA-256 (LiteLLM's stored form, so
+//! LiteLLM keys keep working), the record the sidecar keeps for it, and that record
+//! cached in Envoy's shared data, where every worker finds it without a network hop.
+//!
+//! The record is the sidecar's `GET /internal/v1/keys/{sha256}` answer
+//! (sidecar/README.md): the key's models and limits, its team's and its user's.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::GatewayError;
+use crate::headers::Headers;
+
+/// Where clients put their key: OpenAI's SDKs, Anthropic's, Azure's.
+pub fn presented_key(headers: &Headers) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key"))
+        .or_else(|| headers.get("api-key"))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// The key's SHA-256 as 64 lower-case hex digits.
+pub fn hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(b & 0xf));
+    }
+    out
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
+/// Limits an entity (key, team, user) carries; `None` is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub model_rpm_limit: BTreeMap<String, u64>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub model_tpm_limit: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TeamRecord {
+    pub team_id: String,
+    pub team_alias: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub models: Vec<String>,
+    pub blocked: bool,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct UserRecord {
+    pub user_id: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub models: Vec<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// What the filter enforces for one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct KeyRecord {
+    /// The key's SHA-256 (hex).
+    pub token: String,
+    pub key_alias: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Unix seconds; `None` never expires.
+    pub expires_at: Option<u64>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub models: Vec<String>,
+    pub blocked: bool,
+    #[serde(flatten)]
+    pub limits: Limits,
+    pub team: Option<TeamRecord>,
+    pub user: Option<UserRecord>,
+    /// The sidecar's change sequence when the record last changed.
+    pub version: u64,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Model lists in LiteLLM name models by group; an empty list, or one of these
+/// entries, allows every model.
+const ALL_MODELS: [&str; 2] = ["all-proxy-models", "*"];
+
+fn allows(models: &[String], model: &str) -> bool {
+    models.is_empty()
+        || models.iter().any(|m| {
+            m == model
+                || ALL_MODELS.contains(&m.as_str())
+                // `anthropic/*`: every model of that prefix.
+                || m.strip_suffix('*').is_some_and(|prefix| !prefix.is_empty() && model.starts_with(prefix))
+        })
+}
+
+impl KeyRecord {
+    /// The key may be used at `now` (unix seconds): not blocked, its team not blocked,
+    /// not expired. The errors are 401s, as LiteLLM answers them.
+    pub fn usable(&self, now: u64) -> Result<(), GatewayError> {
+        if self.blocked {
+            return Err(GatewayError::Unauthorized { message: "Authentication Error: this key is blocked." });
+        }
+        if self.team.as_ref().is_some_and(|t| t.blocked) {
+            return Err(GatewayError::Unauthorized {
+                message: "Authentication Error: the team of this key is blocked.",
+            });
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            return Err(GatewayError::Unauthorized { message: "Authentication Error: this key has expired." });
+        }
+        Ok(())
+    }
+
+    /// The key (and its team) may call `model`, the model group the client named.
+    pub fn may_use(&self, model: &str) -> Result<(), GatewayError> {
+        if !allows(&self.models, model) {
+            return Err(GatewayError::Forbidden {
+                code: "key_model_access_denied",
+                message: format!("This key is not allowed to access model {model}. Allowed models: {:?}.", self.models),
+                param: Some("model"),
+            });
+        }
+        if let Some(team) = self.team.as_ref().filter(|t| !allows(&t.models, model)) {
+            return Err(GatewayError::Forbidden {
+                code: "team_model_access_denied",
+                message: format!(
+                    "This key's team is not allowed to access model {model}. Allowed models: {:?}.",
+                    team.models
+                ),
+                param: Some("model"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A key as cached in shared data: when the sidecar answered, and what (`None`: the
+/// sidecar does not know the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedKey {
+    pub fetched_at: u64,
+    pub record: Option<KeyRecord>,
+}
+
+/// The shared-data key of a key's cache entry. 128 bits of the hash keep entries
+/// distinct; the key space grows only with keys the sidecar knows or was asked about.
+pub fn cache_key(hash: &str) -> String {
+    format!("sy:k:{}", hash.get(..32).unwrap_or(hash))
+}
+
+impl CachedKey {
+    /// Shared-data bytes: the fetch time (8 bytes, little endian), then the sidecar's
+    /// JSON record, or nothing for an unknown key.
+    pub fn encode(fetched_at: u64, record_json: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + record_json.map_or(0, <[u8]>::len));
+        out.extend_from_slice(&fetched_at.to_le_bytes());
+        out.extend_from_slice(record_json.unwrap_or_default());
+        out
+    }
+
+    /// `None` for bytes that are not an entry (or a record that does not parse, which is
+    /// then fetched again).
+    pub fn decode(bytes: &[u8]) -> Option<CachedKey> {
+        let (time, json) = bytes.split_first_chunk::<8>()?;
+        let fetched_at = u64::from_le_bytes(*time);
+        if json.is_empty() {
+            return Some(CachedKey { fetched_at, record: None });
+        }
+        serde_json::from_slice(json).ok().map(|record| CachedKey { fetched_at, record: Some(record) })
+    }
+
+    /// Fresh enough to use without asking the sidecar: known keys for `ttl`, unknown
+    /// ones for `negative_ttl`.
+    pub fn fresh(&self, now: u64, ttl: u64, negative_ttl: u64) -> bool {
+        let age = now.saturating_sub(self.fetched_at);
+        age < if self.record.is_some() { ttl } else { negative_ttl }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hashes_are_litellms_sha256_hex() {
+        // hashlib.sha256(b"sk-1234").hexdigest()
+        assert_eq!(hash("sk-1234"), "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b");
+        assert_eq!(hash(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn keys_come_from_the_headers_clients_use() {
+        let h =
+            |pairs: &[(&str, &str)]| Headers::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        assert_eq!(presented_key(&h(&[("authorization", "Bearer sk-a ")])), Some("sk-a"));
+        assert_eq!(presented_key(&h(&[("authorization", "bearer sk-b")])), Some("sk-b"));
+        assert_eq!(presented_key(&h(&[("x-api-key", "sk-c")])), Some("sk-c"));
+        assert_eq!(presented_key(&h(&[("api-key", "sk-d")])), Some("sk-d"));
+        assert_eq!(presented_key(&h(&[("authorization", "Basic xyz")])), None);
+        assert_eq!(presented_key(&h(&[("authorization", "Bearer  ")])), None);
+    }
+
+    fn record(value: serde_json::Value) -> KeyRecord {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_sidecars_record_parses_with_nulls_and_unknown_fields() {
+        let r = record(json!({
+            "token": "ab", "key_alias": null, "key_name": "sk-...1234", "team_id": "t1", "user_id": null,
+            "expires_at": null, "models": ["gpt-4o"], "blocked": false, "aliases": {},
+            "rpm_limit": 10, "tpm_limit": null, "max_parallel_requests": 2,
+            "model_rpm_limit": {"gpt-4o": 5}, "model_tpm_limit": null,
+            "team": {"team_id": "t1", "team_alias": "core", "models": [], "blocked": false, "rpm_limit": 100,
+                     "tpm_limit": null, "max_parallel_requests": null, "model_rpm_limit": null, "model_tpm_limit": null},
+            "user": null, "version": 7, "added_later": true
+        }));
+        assert_eq!(r.limits.rpm_limit, Some(10));
+        assert_eq!(r.limits.model_rpm_limit.get("gpt-4o"), Some(&5));
+        assert_eq!(r.team.as_ref().map(|t| t.limits.rpm_limit), Some(Some(100)));
+        assert_eq!(r.version, 7);
+    }
+
+    #[test]
+    fn usable_and_model_access_table() {
+        let now = 1_000;
+        let cases = [
+            (json!({}), Ok(())),
+            (json!({"blocked": true}), Err(401)),
+            (json!({"team": {"team_id": "t", "blocked": true}}), Err(401)),
+            (json!({"expires_at": 1000}), Err(401)),
+            (json!({"expires_at": 1001}), Ok(())),
+        ];
+        for (value, expected) in cases {
+            let got = record(value.clone()).usable(now).map_err(|e| e.status());
+            assert_eq!(got, expected, "{value}");
+        }
+        let access = [
+            (json!({}), "gpt-4o", None),
+            (json!({"models": ["gpt-4o"]}), "gpt-4o", None),
+            (json!({"models": ["claude"]}), "gpt-4o", Some("key_model_access_denied")),
+            (json!({"models": ["all-proxy-models"]}), "gpt-4o", None),
+            (json!({"models": ["anthropic/*"]}), "anthropic/claude", None),
+            (json!({"models": ["anthropic/*"]}), "gpt-4o", Some("key_model_access_denied")),
+            (json!({"team": {"team_id": "t", "models": ["claude"]}}), "gpt-4o", Some("team_model_access_denied")),
+            (json!({"models": ["gpt-4o"], "team": {"team_id": "t", "models": ["gpt-4o"]}}), "gpt-4o", None),
+        ];
+        for (value, model, code) in access {
+            let got = record(value.clone()).may_use(model).err().map(|e| {
+                let body: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+                assert_eq!(e.status(), 403);
+                body["error"]["code"].as_str().unwrap().to_string()
+            });
+            assert_eq!(got.as_deref(), code, "{value} {model}");
+        }
+    }
+
+    #[test]
+    fn cache_entries_round_trip_and_age() {
+        let json = br#"{"token":"ab","models":[],"blocked":false,"version":3}"#;
+        let bytes = CachedKey::encode(500, Some(json));
+        let entry = CachedKey::decode(&bytes).unwrap();
+        assert_eq!((entry.fetched_at, entry.record.as_ref().map(|r| r.version)), (500, Some(3)));
+        assert!(entry.fresh(559, 60, 5) && !entry.fresh(560, 60, 5));
+        let unknown = CachedKey::decode(&CachedKey::encode(500, None)).unwrap();
+        assert_eq!(unknown.record, None);
+        assert!(unknown.fresh(504, 60, 5) && !unknown.fresh(505, 60, 5));
+        assert_eq!(CachedKey::decode(b"short"), None);
+        assert_eq!(CachedKey::decode(&CachedKey::encode(1, Some(b"{not json"))), None);
+        assert_eq!(cache_key(&hash("sk-1234")), "sy:k:88dc28d0f030c55ed4ab77ed8faf0981");
+    }
+}
