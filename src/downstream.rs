@@ -18,6 +18,7 @@ use crate::handoff::{RequestInfo, HANDOFF};
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult};
 use crate::json::parse_request;
+use crate::keys::{self, CachedKey, KeyRecord};
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
 use crate::upstream::{StallWatchdog, StreamWatch, STALLS, STATUS_HEADER};
@@ -32,16 +33,27 @@ pub const CONTEXT_FALLBACK_HEADER: &str = "x-switchyard-context-fallback";
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] =
     ["authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"];
 
-enum Route<'p> {
+/// What a request asks of the gateway, by method and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
     Api(Operation),
     ListModels,
-    GetModel(&'p str),
+    GetModel(String),
+    /// The admin API (`/key/*`, `/team/*`, …): Envoy routes it to the sidecar, which
+    /// checks the master key itself.
+    Admin,
     WrongMethod,
     Unknown,
 }
 
-fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
+/// Path prefixes of the sidecar's LiteLLM-compatible admin API.
+pub const ADMIN_PREFIXES: [&str; 6] = ["/key/", "/team/", "/user/", "/customer/", "/end_user/", "/health/"];
+
+fn route(method: &str, path: &str) -> Route {
     let path = path.split(['?', '#']).next().unwrap_or_default();
+    if ADMIN_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return Route::Admin;
+    }
     let path = path.strip_suffix('/').unwrap_or(path);
     // Clients configured with the gateway's root as base URL omit the `/v1`.
     let path = path.strip_prefix("/v1").unwrap_or(path);
@@ -51,7 +63,7 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         "/completions" => (Route::Api(Operation::Completions), "POST"),
         "/models" => (Route::ListModels, "GET"),
         _ => match path.strip_prefix("/models/") {
-            Some(id) if !id.is_empty() => (Route::GetModel(id), "GET"),
+            Some(id) if !id.is_empty() => (Route::GetModel(percent_decode(id)), "GET"),
             _ => return Route::Unknown,
         },
     };
@@ -64,7 +76,18 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
 
 pub struct DownstreamExchange {
     config: Rc<DownstreamConfig>,
-    operation: Option<Operation>,
+    /// What the request asks for, and its method and path (for errors).
+    route: Route,
+    method: String,
+    path: String,
+    /// The request headers came without a body.
+    headers_end_stream: bool,
+    /// Who is calling, once the auth phase knows.
+    caller: Option<Caller>,
+    /// The sidecar call the auth phase waits for.
+    key_wait: Option<KeyWait>,
+    /// The whole body has arrived (its size), while the auth phase was still waiting.
+    body_complete: Option<usize>,
     /// Client credential headers present on this request, to strip before routing.
     credentials_present: Vec<&'static str>,
     /// The group this request was moved to for its size, to tell the client.
@@ -82,18 +105,45 @@ pub struct DownstreamExchange {
 }
 
 /// Who is calling, as the auth phase established.
+#[derive(Debug)]
 enum Caller {
     /// No gateway key is configured: everyone may call.
     Anyone,
     /// The gateway's master key.
     Master,
+    /// A virtual key, with what the sidecar says of it.
+    Key(Box<KeyRecord>),
+    /// A key that could not be verified (the sidecar is down), let through by the
+    /// `allow` policy.
+    Unverified,
+}
+
+/// A key lookup in flight at the sidecar.
+struct KeyWait {
+    token: u32,
+    hash: String,
+    /// The cached record, too old to trust but still good while the sidecar is down.
+    stale: Option<Box<KeyRecord>>,
+}
+
+/// What the auth phase could decide from the headers alone.
+enum Auth {
+    Known(Caller),
+    /// A key neither cached nor known: the sidecar is asked (call `token`).
+    Asking(KeyWait),
 }
 
 impl DownstreamExchange {
     pub fn new(config: Rc<DownstreamConfig>) -> Self {
         DownstreamExchange {
             config,
-            operation: None,
+            route: Route::Unknown,
+            method: String::new(),
+            path: String::new(),
+            headers_end_stream: false,
+            caller: None,
+            key_wait: None,
+            body_complete: None,
             credentials_present: Vec::new(),
             context_fallback: None,
             stream: false,
@@ -108,70 +158,173 @@ impl DownstreamExchange {
             Ok(h) => h,
             Err(e) => return internal_error(host, &e.to_string()),
         };
-        let method = headers.get(":method").unwrap_or_default();
-        let path = headers.get(":path").unwrap_or_default();
+        self.method = headers.get(":method").unwrap_or_default().to_string();
+        self.path = headers.get(":path").unwrap_or_default().to_string();
+        self.route = route(&self.method, &self.path);
+        if self.route == Route::Admin {
+            return Flow::Continue;
+        }
+        self.headers_end_stream = end_of_stream;
         self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| headers.contains(h)).collect();
         self.request_id = headers.get("x-request-id").map(str::to_string);
-        let _caller = match self.authenticate(&headers) {
-            Ok(caller) => caller,
+        // Phase 1, auth.
+        match self.authenticate(host, &headers) {
+            Ok(Auth::Known(caller)) => self.caller = Some(caller),
+            Ok(Auth::Asking(wait)) => {
+                self.key_wait = Some(wait);
+                return Flow::Pause;
+            }
             Err(err) => return reply_error(host, &err),
-        };
+        }
+        self.after_auth(host)
+    }
 
-        match route(method, path) {
-            Route::Api(op) => {
-                if end_of_stream {
-                    return reply_error(
-                        host,
-                        &GatewayError::InvalidJson { detail: "the request body is empty".into() },
-                    );
-                }
-                self.operation = Some(op);
-                Flow::Pause
+    /// Once the caller is known: answer what the gateway answers itself, or wait for the
+    /// body of an API call.
+    fn after_auth(&mut self, host: &dyn Host) -> Flow {
+        match self.route.clone() {
+            Route::Api(_) if self.headers_end_stream => {
+                reply_error(host, &GatewayError::InvalidJson { detail: "the request body is empty".into() })
             }
+            Route::Api(_) => match self.body_complete {
+                Some(size) => self.on_body(host, size),
+                None => Flow::Pause,
+            },
             Route::ListModels => reply(host, 200, &self.config.models_list_body),
-            Route::GetModel(id) => {
-                let id = percent_decode(id);
-                match self.config.model(&id) {
-                    Some(model) => {
-                        let body = serde_json::to_vec(&ModelObject::from(model)).unwrap_or_default();
-                        reply(host, 200, &body)
-                    }
-                    None => reply_error(host, &GatewayError::ModelNotFound { model: id }),
+            Route::GetModel(id) => match self.config.model(&id) {
+                Some(model) => {
+                    let body = serde_json::to_vec(&ModelObject::from(model)).unwrap_or_default();
+                    reply(host, 200, &body)
                 }
+                None => reply_error(host, &GatewayError::ModelNotFound { model: id }),
+            },
+            Route::WrongMethod => reply_error(
+                host,
+                &GatewayError::MethodNotAllowed { method: self.method.clone(), path: self.path.clone() },
+            ),
+            Route::Admin => Flow::Continue,
+            Route::Unknown => {
+                reply_error(host, &GatewayError::UnknownUrl { method: self.method.clone(), path: self.path.clone() })
             }
-            Route::WrongMethod => {
-                reply_error(host, &GatewayError::MethodNotAllowed { method: method.into(), path: path.into() })
-            }
-            Route::Unknown => reply_error(host, &GatewayError::UnknownUrl { method: method.into(), path: path.into() }),
         }
     }
 
-    /// Phase 1, auth: the caller's key against the gateway's.
-    fn authenticate(&self, headers: &Headers) -> Result<Caller, GatewayError> {
-        let Some(expected) = &self.config.master_key else { return Ok(Caller::Anyone) };
-        let presented = headers
-            .get("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| headers.get("x-api-key"))
-            .or_else(|| headers.get("api-key"));
-        match presented {
-            None => Err(GatewayError::Unauthorized {
+    /// Phase 1, auth: the caller's key against the gateway's master key, else against
+    /// the virtual keys (cached in shared data; on a miss, the sidecar is asked).
+    fn authenticate(&self, host: &dyn Host, headers: &Headers) -> Result<Auth, GatewayError> {
+        let Some(expected) = &self.config.master_key else { return Ok(Auth::Known(Caller::Anyone)) };
+        let Some(key) = keys::presented_key(headers) else {
+            return Err(GatewayError::Unauthorized {
                 message: "Missing API key. Send it as 'Authorization: Bearer <key>'.",
-            }),
-            Some(key) if !constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => {
-                Err(GatewayError::Unauthorized { message: "Incorrect API key provided." })
+            });
+        };
+        if constant_time_eq(key.as_bytes(), expected.as_bytes()) {
+            return Ok(Auth::Known(Caller::Master));
+        }
+        let Some(vk) = &self.config.virtual_keys else { return Err(incorrect_key()) };
+        let hash = keys::hash(key);
+        let now = host.now_unix();
+        let cached = match host.shared_data(&keys::cache_key(&hash)) {
+            Ok(shared) => shared.value.as_deref().and_then(CachedKey::decode),
+            Err(e) => {
+                log::warn!("downstream filter: could not read the key cache: {e}");
+                None
             }
-            Some(_) => Ok(Caller::Master),
+        };
+        if let Some(entry) = cached.as_ref().filter(|e| e.fresh(now, vk.cache_ttl, vk.negative_cache_ttl)) {
+            return known_key(entry.record.clone(), now);
+        }
+        // A record past its time still serves while the sidecar cannot answer.
+        let stale = cached
+            .and_then(|e| e.record.filter(|_| now.saturating_sub(e.fetched_at) < vk.stale_ttl.max(vk.cache_ttl)))
+            .map(Box::new);
+        let path = format!("/internal/v1/keys/{hash}");
+        let headers = [
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", SIDECAR_AUTHORITY),
+            (INTERNAL_SECRET_HEADER, vk.internal_secret.as_str()),
+        ];
+        match host.http_call(&vk.sidecar_cluster, &headers, b"", vk.timeout_ms) {
+            Ok(token) => Ok(Auth::Asking(KeyWait { token, hash, stale })),
+            Err(e) => {
+                log::warn!("downstream filter: could not ask the sidecar about a key: {e}");
+                sidecar_down(host, vk, stale, now)
+            }
+        }
+    }
+
+    /// The sidecar answered a key lookup: cache what it said, then carry on with the
+    /// request (or refuse it).
+    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        let Some(wait) = self.key_wait.take_if(|w| w.token == token) else { return };
+        let Some(vk) = self.config.virtual_keys.clone() else { return };
+        let now = host.now_unix();
+        let status = host
+            .http_call_response_headers()
+            .ok()
+            .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()))
+            .unwrap_or(0);
+        let outcome = match status {
+            200 => {
+                let body = host.http_call_response_body(body_size).unwrap_or_default();
+                match serde_json::from_slice::<KeyRecord>(&body) {
+                    Ok(record) => {
+                        cache(host, &wait.hash, CachedKey::encode(now, Some(&body)));
+                        known_key(Some(record), now)
+                    }
+                    Err(e) => {
+                        log::warn!("downstream filter: the sidecar's key record is unreadable: {e}");
+                        sidecar_down(host, &vk, wait.stale, now)
+                    }
+                }
+            }
+            404 => {
+                cache(host, &wait.hash, CachedKey::encode(now, None));
+                Err(incorrect_key())
+            }
+            other => {
+                log::warn!("downstream filter: the sidecar answered a key lookup with status {other}");
+                sidecar_down(host, &vk, wait.stale, now)
+            }
+        };
+        match outcome {
+            Ok(Auth::Known(caller)) => {
+                self.caller = Some(caller);
+                let flow = self.after_auth(host);
+                // A request whose body waited for the key goes on now; one that still
+                // waits for its body goes on from `on_request_body`.
+                if flow == Flow::Continue && matches!(self.route, Route::Api(_)) && self.body_complete.is_some() {
+                    if let Err(e) = host.resume_request() {
+                        log::error!("downstream filter: could not resume the request: {e}");
+                    }
+                }
+            }
+            Ok(Auth::Asking(_)) => {}
+            Err(err) => {
+                let _ = reply_error(host, &err);
+            }
         }
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        let Some(operation) = self.operation else {
+        if !matches!(self.route, Route::Api(_)) {
             return Flow::Continue;
-        };
+        }
         if !end_of_stream {
             return Flow::Pause;
         }
+        if self.caller.is_none() {
+            // The auth phase is waiting for the sidecar: the body waits too.
+            self.body_complete = Some(body_size);
+            return Flow::Pause;
+        }
+        self.on_body(host, body_size)
+    }
+
+    /// Phases 2 to 4 on the complete body.
+    fn on_body(&mut self, host: &dyn Host, body_size: usize) -> Flow {
+        let Route::Api(operation) = self.route else { return Flow::Continue };
         let body = match host.request_body(body_size) {
             Ok(b) => b,
             Err(e) => return internal_error(host, &e.to_string()),
@@ -182,17 +335,29 @@ impl DownstreamExchange {
             Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
-        // Phase 3, admission: nothing limits a request yet.
+        // Phase 3, admission.
+        if let Err(err) = self.admit(&requested) {
+            return reply_error(host, &err);
+        }
         // Phase 4, route.
-        match self.route(host, operation, &requested) {
+        match self.forward(host, operation, &requested) {
             Ok(()) => Flow::Continue,
             Err(e) => internal_error(host, &e.to_string()),
         }
     }
 
+    /// Phase 3: may the caller do this? A virtual key (and its team) must be allowed the
+    /// model group it named.
+    fn admit(&self, requested: &Requested) -> Result<(), GatewayError> {
+        match &self.caller {
+            Some(Caller::Key(record)) => record.may_use(&requested.asked_for),
+            _ => Ok(()),
+        }
+    }
+
     /// Phase 4: sends the request to its model group's route, strips the client's
     /// credentials, and hands the request's facts to its attempts.
-    fn route(&mut self, host: &dyn Host, operation: Operation, requested: &Requested) -> HostResult<()> {
+    fn forward(&mut self, host: &dyn Host, operation: Operation, requested: &Requested) -> HostResult<()> {
         let entry = requested.route_to;
         if entry.id != requested.asked_for {
             self.context_fallback = Some(entry.id.clone());
@@ -342,6 +507,51 @@ pub fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {
         log::error!("could not send a local reply: {e}");
     }
     Flow::Pause
+}
+
+/// The `:authority` of calls to the sidecar's internal API.
+const SIDECAR_AUTHORITY: &str = "switchyard-sidecar";
+/// The internal API's shared secret travels in this header.
+const INTERNAL_SECRET_HEADER: &str = "x-switchyard-internal";
+
+fn incorrect_key() -> GatewayError {
+    GatewayError::Unauthorized { message: "Incorrect API key provided." }
+}
+
+/// What a cache entry or a sidecar answer says of a key.
+fn known_key(record: Option<KeyRecord>, now: u64) -> Result<Auth, GatewayError> {
+    let record = record.ok_or_else(incorrect_key)?;
+    record.usable(now)?;
+    Ok(Auth::Known(Caller::Key(Box::new(record))))
+}
+
+/// The sidecar cannot answer: a key cached earlier keeps working for `stale_ttl`; an
+/// unknown one is refused (503) unless the policy lets it through.
+fn sidecar_down(
+    host: &dyn Host,
+    vk: &crate::config::VirtualKeys,
+    stale: Option<Box<KeyRecord>>,
+    now: u64,
+) -> Result<Auth, GatewayError> {
+    if let Some(record) = stale {
+        host.count("switchyard.keys.stale_used");
+        return known_key(Some(*record), now);
+    }
+    if vk.allow_when_sidecar_down {
+        host.count("switchyard.keys.unverified_allowed");
+        return Ok(Auth::Known(Caller::Unverified));
+    }
+    Err(GatewayError::Unavailable {
+        message: "The gateway cannot verify the API key right now: its key store is unreachable. Retry shortly.".into(),
+        retry_after_secs: 1,
+    })
+}
+
+/// Caches a sidecar answer for every worker. Unconditional: the latest answer wins.
+fn cache(host: &dyn Host, hash: &str, entry: Vec<u8>) {
+    if let Err(e) = host.set_shared_data(&keys::cache_key(hash), &entry, None) {
+        log::warn!("downstream filter: could not cache a key: {e}");
+    }
 }
 
 fn internal_error(host: &dyn Host, detail: &str) -> Flow {

@@ -41,6 +41,9 @@ pub struct DownstreamConfig {
     index: BTreeMap<String, usize>,
     /// The gateway key clients must present, when one is configured.
     pub master_key: Option<String>,
+    /// Virtual keys from the sidecar, when configured (only with a master key: without
+    /// one the gateway is open).
+    pub virtual_keys: Option<VirtualKeys>,
     /// `GET /v1/models`, rendered once at configure time.
     pub models_list_body: Vec<u8>,
 }
@@ -75,6 +78,25 @@ impl DownstreamConfig {
     }
 }
 
+/// Where the filter finds virtual keys and how long it trusts what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualKeys {
+    /// The Envoy cluster of the sidecar.
+    pub sidecar_cluster: String,
+    /// The sidecar's shared secret for its internal API.
+    pub internal_secret: String,
+    /// Seconds a known key is used from the cache before it is asked about again.
+    pub cache_ttl: u64,
+    /// Seconds an unknown key is refused from the cache.
+    pub negative_cache_ttl: u64,
+    /// Seconds a known key keeps working from the cache while the sidecar cannot answer.
+    pub stale_ttl: u64,
+    pub timeout_ms: u32,
+    /// A key the cache does not know while the sidecar is down: refused with a 503, or let
+    /// through (`allow`, counted as `switchyard.keys.unverified_allowed`).
+    pub allow_when_sidecar_down: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// `max_tokens` sent to providers that require it when the client sent none and the
@@ -100,6 +122,25 @@ struct RawDownstream {
     models: Vec<RawModel>,
     #[serde(default)]
     master_key_env: Option<String>,
+    #[serde(default)]
+    virtual_keys: Option<RawVirtualKeys>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVirtualKeys {
+    sidecar_cluster: String,
+    internal_secret_env: String,
+    #[serde(default)]
+    cache_ttl: Option<u64>,
+    #[serde(default)]
+    negative_cache_ttl: Option<u64>,
+    #[serde(default)]
+    stale_ttl: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u32>,
+    #[serde(default)]
+    when_sidecar_down: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -229,11 +270,43 @@ fn validate_downstream(
             }
         },
     };
+    let virtual_keys = raw.virtual_keys.and_then(|vk| {
+        if master_key.is_none() {
+            errors.push("virtual_keys: needs master_key_env (without a master key the gateway is open)".into());
+        }
+        let internal_secret = env(&vk.internal_secret_env).filter(|s| !s.is_empty());
+        if internal_secret.is_none() {
+            errors.push(format!(
+                "virtual_keys.internal_secret_env: environment variable {} is not set (or not listed in vm_config.environment_variables.host_env_keys)",
+                vk.internal_secret_env
+            ));
+        }
+        let allow_when_sidecar_down = match vk.when_sidecar_down.as_deref() {
+            None | Some("deny") => false,
+            Some("allow") => true,
+            Some(other) => {
+                errors.push(format!("virtual_keys.when_sidecar_down: must be deny or allow, not {other:?}"));
+                false
+            }
+        };
+        if vk.timeout_ms == Some(0) {
+            errors.push("virtual_keys.timeout_ms: must be at least 1".into());
+        }
+        Some(VirtualKeys {
+            sidecar_cluster: vk.sidecar_cluster,
+            internal_secret: internal_secret?,
+            cache_ttl: vk.cache_ttl.unwrap_or(60),
+            negative_cache_ttl: vk.negative_cache_ttl.unwrap_or(5),
+            stale_ttl: vk.stale_ttl.unwrap_or(600),
+            timeout_ms: vk.timeout_ms.unwrap_or(1000),
+            allow_when_sidecar_down,
+        })
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
     let models_list_body = render_models_list(&models);
-    Ok(DownstreamConfig { models, index, master_key, models_list_body })
+    Ok(DownstreamConfig { models, index, master_key, virtual_keys, models_list_body })
 }
 
 fn validate_upstream(raw: RawUpstream) -> Result<UpstreamConfig, Vec<String>> {

@@ -330,3 +330,202 @@ fn routed_requests_hand_their_facts_to_their_attempts_until_they_end() {
     let (_, _) = run(config(None), "GET", "/v1/models", &[("x-request-id", "def")], b"");
     assert_eq!(HANDOFF.with(|h| (h.take_pending(), h.in_flight())), (None, 0));
 }
+
+mod virtual_keys {
+    use super::*;
+    use crate::host::FakeShared;
+    use crate::keys;
+
+    const MASTER: &str = "sk-master-0123456789";
+    const SECRET: &str = "internal-secret";
+
+    fn vk_config(when_down: &str) -> Rc<DownstreamConfig> {
+        let doc = json!({"stage": "downstream", "models": [{"id": "demo"}, {"id": "gpt"}], "master_key_env": "GW_KEY",
+            "virtual_keys": {"sidecar_cluster": "switchyard_sidecar", "internal_secret_env": "SY_SECRET",
+                             "cache_ttl": 60, "negative_cache_ttl": 5, "stale_ttl": 600, "when_sidecar_down": when_down}});
+        let env = |name: &str| match name {
+            "GW_KEY" => Some(MASTER.to_string()),
+            "SY_SECRET" => Some(SECRET.to_string()),
+            _ => None,
+        };
+        match config::parse(doc.to_string().as_bytes(), &env, 1_700_000_000).unwrap() {
+            PluginConfig::Downstream(c) => Rc::new(c),
+            PluginConfig::Upstream(_) => panic!("expected a downstream config"),
+        }
+    }
+
+    fn body(model: &str) -> Vec<u8> {
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string().into_bytes()
+    }
+
+    fn host(shared: &Rc<FakeShared>, key: &str, model: &str, now: u64) -> FakeHost {
+        let auth = format!("Bearer {key}");
+        let mut h = FakeHost::with_request(
+            &[(":method", "POST"), (":path", "/v1/chat/completions"), ("authorization", &auth)],
+            &body(model),
+        );
+        h.shared = Rc::clone(shared);
+        h.now = now;
+        h
+    }
+
+    /// Headers, then the whole body: the flows of both callbacks.
+    fn send(ex: &mut DownstreamExchange, h: &FakeHost) -> (Flow, Flow) {
+        let size = h.request_body.borrow().len();
+        let headers = ex.on_request_headers(h, false);
+        if h.local_reply.borrow().is_some() {
+            return (headers, Flow::Pause);
+        }
+        (headers, ex.on_request_body(h, size, true))
+    }
+
+    fn answer(ex: &mut DownstreamExchange, h: &FakeHost, status: u16, record: Option<Value>) {
+        let body = record.map(|r| r.to_string().into_bytes()).unwrap_or_default();
+        *h.call_response.borrow_mut() = (vec![(":status".into(), status.to_string())], body.clone());
+        ex.on_http_call_response(h, 1, body.len());
+    }
+
+    fn record(extra: Value) -> Value {
+        let mut r = json!({"token": keys::hash("sk-user"), "models": [], "blocked": false, "version": 1});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        r
+    }
+
+    #[test]
+    fn a_miss_asks_the_sidecar_once_then_every_worker_uses_the_cache() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        let h = host(&shared, "sk-user", "demo", 1000);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        assert_eq!(send(&mut ex, &h), (Flow::Pause, Flow::Pause), "the body waits for the key");
+        let calls = h.http_calls.borrow().clone();
+        assert_eq!(calls.len(), 1);
+        let (cluster, headers, _, timeout) = &calls[0];
+        assert_eq!((cluster.as_str(), *timeout), ("switchyard_sidecar", 1000));
+        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(header(":path"), Some(format!("/internal/v1/keys/{}", keys::hash("sk-user"))));
+        assert_eq!(header("x-switchyard-internal").as_deref(), Some(SECRET));
+        assert!(!headers.iter().any(|(_, v)| v.contains("sk-user")), "the key itself never leaves");
+        answer(&mut ex, &h, 200, Some(record(json!({}))));
+        assert_eq!(h.resumed.get(), 1, "the waiting request goes on");
+        assert!(h.local_reply.borrow().is_none());
+        assert_eq!(h.request_header(ROUTE_HEADER).as_deref(), Some("demo"));
+        assert!(h.request_header("authorization").is_none(), "the client's key is not forwarded");
+        // Another worker, a minute later: from the cache, one shared-data read.
+        let other = host(&shared, "sk-user", "demo", 1059);
+        let mut ex = DownstreamExchange::new(cfg);
+        assert_eq!(send(&mut ex, &other), (Flow::Pause, Flow::Continue));
+        assert_eq!((other.http_calls.borrow().len(), other.shared_calls.get()), (0, 1));
+    }
+
+    #[test]
+    fn an_answer_before_the_body_lets_the_body_go_on_by_itself() {
+        let shared = Rc::new(FakeShared::default());
+        let h = host(&shared, "sk-user", "demo", 1000);
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        assert_eq!(ex.on_request_headers(&h, false), Flow::Pause);
+        answer(&mut ex, &h, 200, Some(record(json!({}))));
+        assert_eq!(h.resumed.get(), 0, "nothing to resume yet");
+        let size = h.request_body.borrow().len();
+        assert_eq!(ex.on_request_body(&h, size, true), Flow::Continue);
+    }
+
+    #[test]
+    fn unknown_blocked_expired_and_forbidden_keys() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        let cases: [(&str, u16, Option<Value>, &str, u16, &str); 5] = [
+            ("sk-unknown", 404, None, "demo", 401, "invalid_api_key"),
+            ("sk-blocked", 200, Some(record(json!({"blocked": true}))), "demo", 401, "invalid_api_key"),
+            ("sk-expired", 200, Some(record(json!({"expires_at": 999}))), "demo", 401, "invalid_api_key"),
+            ("sk-narrow", 200, Some(record(json!({"models": ["gpt"]}))), "demo", 403, "key_model_access_denied"),
+            (
+                "sk-team",
+                200,
+                Some(record(json!({"team": {"team_id": "t", "models": ["gpt"], "blocked": false}}))),
+                "demo",
+                403,
+                "team_model_access_denied",
+            ),
+        ];
+        for (key, status, rec, model, want, code) in cases {
+            let h = host(&shared, key, model, 1000);
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            send(&mut ex, &h);
+            answer(&mut ex, &h, status, rec);
+            let (got, body) = h.reply().unwrap();
+            assert_eq!((got, body["error"]["code"].as_str()), (want, Some(code)), "{key}");
+            assert_eq!(h.resumed.get(), 0);
+        }
+        // The unknown key is refused from the cache for a while, without asking again.
+        let h = host(&shared, "sk-unknown", "demo", 1004);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        assert_eq!((h.reply().unwrap().0, h.http_calls.borrow().len()), (401, 0));
+        let h = host(&shared, "sk-unknown", "demo", 1005);
+        let mut ex = DownstreamExchange::new(cfg);
+        send(&mut ex, &h);
+        assert_eq!(h.http_calls.borrow().len(), 1, "asked again once the negative entry aged out");
+    }
+
+    #[test]
+    fn when_the_sidecar_is_down() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        // Known a while ago, then the sidecar fails: the stale record still works.
+        let h = host(&shared, "sk-user", "demo", 1000);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        answer(&mut ex, &h, 200, Some(record(json!({}))));
+        let later = host(&shared, "sk-user", "demo", 1300);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &later);
+        answer(&mut ex, &later, 503, None);
+        assert!(later.local_reply.borrow().is_none());
+        assert_eq!(later.resumed.get(), 1);
+        assert_eq!(later.counters.borrow().get("switchyard.keys.stale_used"), Some(&1));
+        // Past the stale limit, or never known: 503 with retry-after.
+        let unknown = host(&shared, "sk-new", "demo", 1300);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &unknown);
+        answer(&mut ex, &unknown, 0, None);
+        let reply = unknown.local_reply.borrow().clone().unwrap();
+        assert_eq!(reply.0, 503);
+        assert!(reply.1.iter().any(|(k, v)| k == "retry-after" && v == "1"));
+        // The allow policy lets it through, counted.
+        let open = host(&shared, "sk-new", "demo", 1300);
+        let mut ex = DownstreamExchange::new(vk_config("allow"));
+        send(&mut ex, &open);
+        answer(&mut ex, &open, 504, None);
+        assert_eq!(open.resumed.get(), 1);
+        assert_eq!(open.counters.borrow().get("switchyard.keys.unverified_allowed"), Some(&1));
+    }
+
+    #[test]
+    fn the_master_key_and_the_admin_api() {
+        let shared = Rc::new(FakeShared::default());
+        let h = host(&shared, MASTER, "demo", 1000);
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        assert_eq!(send(&mut ex, &h), (Flow::Pause, Flow::Continue));
+        assert_eq!((h.http_calls.borrow().len(), h.shared_calls.get()), (0, 0), "no lookup for the master key");
+        // Admin paths go to the sidecar untouched (it checks the master key itself).
+        let admin = FakeHost::with_request(&[(":method", "POST"), (":path", "/key/generate")], b"{}");
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        assert_eq!(ex.on_request_headers(&admin, false), Flow::Continue);
+        assert_eq!(ex.on_request_body(&admin, 2, true), Flow::Continue);
+        assert!(admin.local_reply.borrow().is_none());
+        // No key at all.
+        let none = FakeHost::with_request(&[(":method", "GET"), (":path", "/v1/models")], b"");
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        ex.on_request_headers(&none, true);
+        assert_eq!(none.reply().unwrap().0, 401);
+    }
+
+    #[test]
+    fn virtual_keys_need_a_master_key_and_their_secret() {
+        let doc = json!({"stage": "downstream", "models": [{"id": "demo"}],
+            "virtual_keys": {"sidecar_cluster": "s", "internal_secret_env": "MISSING", "when_sidecar_down": "maybe"}});
+        let errors = config::parse(doc.to_string().as_bytes(), &|_| None, 0).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+}

@@ -219,7 +219,11 @@ fn idle(_end_of_stream: bool) -> Option<Action> {
 
 struct DownstreamHttp(DownstreamExchange);
 
-impl Context for DownstreamHttp {}
+impl Context for DownstreamHttp {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        self.0.on_http_call_response(&WasmHost, token_id, body_size);
+    }
+}
 
 impl HttpContext for DownstreamHttp {
     fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
