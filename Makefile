@@ -12,8 +12,10 @@ SWITCHYARD := target/release/switchyard
 # The same filter built to trap on demand, only to prove Envoy reloads a trapped VM.
 TRAP_WASM_DIR := target/trap-test
 CARGO   := cargo
+# LiteLLM's own pydantic models check the sidecar's admin API responses (tests only).
+LITELLM_VENV  := .venv-litellm
 
-.PHONY: run test build cli build-trap-test build-bench bench bench-cpu bench-profile bench-tools setup rust-target lint unit integration clean
+.PHONY: run test build cli sidecar sidecar-test postgres litellm-venv build-trap-test build-bench bench bench-cpu bench-profile bench-tools setup rust-target lint unit integration clean
 
 OHA_VERSION     := 1.16.0
 LITELLM_VERSION := 1.106.2
@@ -40,6 +42,29 @@ build: rust-target
 # The native `switchyard` command line; the config lint checks endpoint metadata with it.
 cli:
 	$(CARGO) build --locked --release -p switchyard-cli
+
+# The sidecar: virtual keys, teams, users, end users, the LiteLLM-compatible admin API.
+sidecar:
+	$(CARGO) build --locked --release -p switchyard-sidecar
+
+# Debian's PostgreSQL, for the sidecar tests (they start their own server on loopback and
+# stop it). A cluster the package starts by itself on install is stopped again.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+	  && { pg_lsclusters -h 2>/dev/null | while read -r v c _; do pg_ctlcluster "$$v" "$$c" stop || true; done; }; }
+
+litellm-venv: $(LITELLM_VENV)/.installed-$(LITELLM_VERSION)
+
+$(LITELLM_VENV)/.installed-$(LITELLM_VERSION):
+	test -x $(LITELLM_VENV)/bin/python || python3 -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet "litellm[proxy]==$(LITELLM_VERSION)"
+	rm -f $(LITELLM_VENV)/.installed-*
+	touch $@
+
+# Only the sidecar's suite (`make integration` runs it with the others).
+sidecar-test: setup sidecar postgres litellm-venv
+	$(PY) -m pytest tests/sidecar
 
 build-trap-test: rust-target
 	$(CARGO) build --locked --release --target wasm32-wasip1 --features trap-test --target-dir $(TRAP_WASM_DIR)
@@ -81,10 +106,11 @@ lint: cli
 unit:
 	$(CARGO) test --locked
 	$(CARGO) test --locked -p switchyard-cli
+	$(CARGO) test --locked -p switchyard-sidecar
 
-integration: setup build build-trap-test cli
+integration: setup build build-trap-test cli sidecar postgres litellm-venv
 	$(PY) -m pytest
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LITELLM_VENV)

@@ -1,0 +1,111 @@
+//! The internal API the Envoy filter reads on a cache miss and once a second: one compact
+//! record per key with everything needed to admit a request (the key's own fields, its
+//! team's, its user's), end users, and the change feed. Contract: `sidecar/README.md`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{ok, query_pairs, Shared};
+use crate::error::ApiError;
+use crate::keys::is_hash;
+use crate::schema::{END_USERS, KEYS, TEAMS, USERS};
+use crate::store::Record;
+
+/// The fields of the key, team and user records the filter enforces.
+const LIMITS: &[&str] = &["rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit"];
+
+fn pick(rec: &Record, fields: &[&str]) -> serde_json::Map<String, Value> {
+    fields.iter().map(|f| ((*f).to_owned(), rec.get(*f).cloned().unwrap_or(Value::Null))).collect()
+}
+
+fn models(rec: &Record) -> Value {
+    rec.get("models").filter(|v| v.is_array()).cloned().unwrap_or(json!([]))
+}
+
+fn version(rec: Option<&Record>) -> i64 {
+    rec.and_then(|r| r.get("version")).and_then(Value::as_i64).unwrap_or(0)
+}
+
+pub async fn key(State(st): State<Shared>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    if !is_hash(&hash) {
+        return Err(ApiError::field("hash", "the path takes a key's SHA-256, 64 lowercase hex digits"));
+    }
+    let Some(k) = st.store.get(&KEYS, &hash).await? else {
+        return Err(ApiError::not_found("hash", "no such key"));
+    };
+    let team = match k.get("team_id").and_then(Value::as_str) {
+        Some(id) => st.store.get(&TEAMS, id).await?,
+        None => None,
+    };
+    let user = match k.get("user_id").and_then(Value::as_str) {
+        Some(id) => st.store.get(&USERS, id).await?,
+        None => None,
+    };
+    let mut out = pick(&k, &["token", "key_alias", "key_name", "team_id", "user_id"]);
+    // Unix seconds, never negative (an imported pre-1970 expiry is simply expired).
+    let expires = k.get("expires_at").and_then(Value::as_i64).map(|t| t.max(0));
+    out.insert("expires_at".into(), expires.map_or(Value::Null, Value::from));
+    out.insert("models".into(), models(&k));
+    out.insert("blocked".into(), json!(k.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
+    out.insert("aliases".into(), k.get("aliases").filter(|v| v.is_object()).cloned().unwrap_or(json!({})));
+    out.extend(pick(&k, LIMITS));
+    out.insert(
+        "team".into(),
+        team.as_ref().map_or(Value::Null, |t| {
+            let mut m = pick(t, &["team_id", "team_alias"]);
+            m.insert("models".into(), models(t));
+            m.insert("blocked".into(), json!(t.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
+            m.extend(pick(t, LIMITS));
+            Value::Object(m)
+        }),
+    );
+    out.insert(
+        "user".into(),
+        user.as_ref().map_or(Value::Null, |u| {
+            let mut m = pick(u, &["user_id"]);
+            m.insert("models".into(), models(u));
+            m.extend(pick(u, LIMITS));
+            Value::Object(m)
+        }),
+    );
+    let v = version(Some(&k)).max(version(team.as_ref())).max(version(user.as_ref()));
+    out.insert("version".into(), json!(v));
+    Ok(ok(Value::Object(out)))
+}
+
+pub async fn customer(State(st): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let Some(c) = st.store.get(&END_USERS, &id).await? else {
+        return Err(ApiError::not_found("id", "no such end user"));
+    };
+    let mut out = pick(&c, &["user_id", "alias", "default_model", "allowed_model_region"]);
+    out.insert("models".into(), models(&c));
+    out.insert("blocked".into(), json!(c.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
+    out.extend(pick(&c, &["rpm_limit", "tpm_limit", "max_parallel_requests"]));
+    out.insert("version".into(), json!(version(Some(&c))));
+    Ok(ok(Value::Object(out)))
+}
+
+pub async fn changes(State(st): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(q.as_deref());
+    let num = |name: &str, default: i64, min: i64, max: i64| -> Result<i64, ApiError> {
+        match pairs.iter().find(|(k, _)| k == name) {
+            None => Ok(default),
+            Some((_, v)) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| ApiError::field(name, format!("{name} must be an integer from {min} to {max}"))),
+        }
+    };
+    let since = num("since", 0, 0, i64::MAX)?;
+    let limit = num("limit", 1000, 1, 10_000)?;
+    let page = st.store.changes(since, limit).await?;
+    // A `since` ahead of the store means the database was replaced: the caller must drop
+    // everything it cached and start again from `seq`.
+    let reset = since > page.latest;
+    let upto = page.changes.last().map_or(page.latest, |c| c.seq);
+    let more = upto < page.latest && !page.changes.is_empty();
+    let seq = if more { upto } else { page.latest };
+    Ok(ok(json!({"seq": seq, "latest": page.latest, "more": more, "reset": reset, "changes": page.changes})))
+}

@@ -1,0 +1,180 @@
+//! `switchyard-sidecar` — serve (the default), `migrate`, or `import-litellm <source>`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_sidecar::api::{router, AppState};
+use switchyard_sidecar::config::Config;
+use switchyard_sidecar::{import, store};
+
+const USAGE: &str = "usage: switchyard-sidecar [serve | migrate | import-litellm <file.json|file.csv|postgres://…>]
+Settings come from the environment: SWITCHYARD_SIDECAR_ADDR, DATABASE_URL, SWITCHYARD_DATA_DIR,
+SWITCHYARD_MASTER_KEY (or LITELLM_MASTER_KEY), SWITCHYARD_INTERNAL_SECRET, SWITCHYARD_LOG.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard-sidecar: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // JSON lines on stderr; nothing logged carries a key, a hash, a secret or the database URL.
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_max_level(config.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cmd: Vec<&str> = args.iter().map(String::as_str).collect();
+    runtime.block_on(async move {
+        match cmd.as_slice() {
+            [] | ["serve"] => serve(config).await,
+            ["migrate"] => match store::open(&config.database_url).await {
+                Ok(s) => {
+                    tracing::info!(backend = s.backend(), "schema up to date");
+                    s.close().await;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the database");
+                    ExitCode::FAILURE
+                }
+            },
+            ["import-litellm", source] => import_litellm(config, source).await,
+            ["-h" | "--help" | "help"] => {
+                println!("{USAGE}");
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+async fn import_litellm(config: Config, source: &str) -> ExitCode {
+    let store = match store::open(&config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = import::run(store.as_ref(), source).await;
+    store.close().await;
+    match result {
+        Ok(summary) => {
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            tracing::info!(
+                keys = summary.keys,
+                teams = summary.teams,
+                users = summary.users,
+                end_users = summary.end_users,
+                skipped = summary.skipped.len(),
+                "import finished"
+            );
+            if summary.skipped.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "import failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let store = match store::open(&config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database");
+            return ExitCode::FAILURE;
+        }
+    };
+    let backend = store.backend();
+    if config.master_key.is_none() {
+        tracing::warn!("no SWITCHYARD_MASTER_KEY: the admin API refuses every call");
+    }
+    if config.internal_secret.is_none() {
+        tracing::warn!("no SWITCHYARD_INTERNAL_SECRET: the internal API refuses every call");
+    }
+    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %config.addr, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(config.addr);
+    let state = Arc::new(AppState { store, master_key: config.master_key, internal_secret: config.internal_secret });
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(addr = %addr, backend, "listening");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "shutting down");
+        let _ = tx.send(true);
+    });
+    let mut graceful = rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+    });
+    let mut deadline = rx;
+    let result = tokio::select! {
+        r = server => r.map_err(|e| e.to_string()),
+        // Requests still running 10 s after the signal are cut off.
+        _ = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => Err("requests still running 10 s after the signal".to_owned()),
+    };
+    state.store.close().await;
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "stopped");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// SIGTERM or SIGINT; its name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,433 @@
+//! The SQL behind [`Store`], written once and instantiated for SQLite and PostgreSQL by
+//! `sql_store!` (sqlx's query functions only: nothing here needs a database to build).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+
+use super::{
+    build_record, record_values, to_sql, BoxFut, Change, ChangePage, Filter, Op, Page, Record, SqlVal, Store,
+    StoreError,
+};
+use crate::schema::{ColTy, Table};
+
+const SQLITE_INIT: &str = include_str!("../../migrations/sqlite/0001_init.sql");
+const POSTGRES_INIT: &str = include_str!("../../migrations/postgres/0001_init.sql");
+
+fn migrator(init: &'static str) -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false)])
+}
+
+/// sqlx's error → ours: connection-level failures are "unavailable" (the API's 503).
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(d) => {
+            let msg = d.message().to_owned();
+            // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout; PostgreSQL: admin shutdown,
+            // cannot connect now, too many connections.
+            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+            if msg.contains("database is locked") || ["57P01", "57P03", "53300", "5", "6"].contains(&code.as_str()) {
+                StoreError::Unavailable(msg)
+            } else if code.len() == 5 && code.starts_with("22") {
+                StoreError::Invalid(msg)
+            } else {
+                StoreError::Db(msg)
+            }
+        }
+        _ => StoreError::Db(e.to_string()),
+    }
+}
+
+/// A unique violation → which field of `record` it was about.
+fn duplicate(e: &sqlx::Error, table: &Table, record: &Record) -> Option<StoreError> {
+    let d = e.as_database_error()?;
+    if !d.is_unique_violation() {
+        return None;
+    }
+    let text = format!("{} {}", d.message(), d.constraint().unwrap_or_default());
+    let field = table
+        .unique
+        .iter()
+        .copied()
+        .find(|u| text.contains(&format!("{}_{u}", table.name)) || text.contains(&format!("{}.{u}", table.name)))
+        .unwrap_or(table.pk);
+    let value = match record.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    Some(StoreError::Duplicate { field: field.to_owned(), value })
+}
+
+fn column_list(table: &Table) -> String {
+    table.cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+fn where_clause(filters: &[Filter], first: usize) -> (String, Vec<SqlVal>) {
+    let mut parts = Vec::new();
+    let mut args = Vec::new();
+    for f in filters {
+        match f {
+            Filter::Eq(col, v) => {
+                if v.is_null() {
+                    parts.push(format!("{col} IS NULL"));
+                } else {
+                    args.push(match v {
+                        Value::Bool(b) => SqlVal::Bool(*b),
+                        Value::Number(n) => SqlVal::Int(n.as_i64()),
+                        _ => to_sql(ColTy::Text, Some(v)),
+                    });
+                    parts.push(format!("{col} = ${}", first + args.len()));
+                }
+            }
+            Filter::In(col, values) => {
+                if values.is_empty() {
+                    parts.push("1 = 0".to_owned());
+                }
+                let mut marks = Vec::new();
+                for v in values {
+                    args.push(SqlVal::Text(Some(v.clone())));
+                    marks.push(format!("${}", first + args.len()));
+                }
+                if !marks.is_empty() {
+                    parts.push(format!("{col} IN ({})", marks.join(", ")));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", parts.join(" AND ")), args)
+    }
+}
+
+macro_rules! bind_all {
+    ($q:expr, $vals:expr) => {{
+        let mut q = $q;
+        for v in $vals {
+            q = match v {
+                SqlVal::Text(t) => q.bind(t),
+                SqlVal::Int(i) => q.bind(i),
+                SqlVal::Bool(b) => q.bind(b),
+            };
+        }
+        q
+    }};
+}
+
+macro_rules! read_row {
+    ($row:expr, $table:expr) => {{
+        let row = $row;
+        let mut values = Vec::with_capacity($table.cols.len());
+        for c in $table.cols {
+            let v = match c.ty {
+                ColTy::Text | ColTy::Json => SqlVal::Text(row.try_get::<Option<String>, _>(c.name).map_err(classify)?),
+                ColTy::Int | ColTy::Money => SqlVal::Int(row.try_get::<Option<i64>, _>(c.name).map_err(classify)?),
+                ColTy::Bool => SqlVal::Bool(row.try_get::<Option<bool>, _>(c.name).map_err(classify)?.unwrap_or(false)),
+            };
+            values.push(v);
+        }
+        build_record($table, values)
+    }};
+}
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty, $begin:expr, $name:expr) => {
+        impl $store {
+            async fn get_impl(&self, table: &'static Table, id: &str) -> Result<Option<Record>, StoreError> {
+                let sql = format!("SELECT {} FROM {} WHERE {} = $1", column_list(table), table.name, table.pk);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                match row {
+                    Some(row) => Ok(Some(read_row!(row, table))),
+                    None => Ok(None),
+                }
+            }
+
+            async fn find_impl(
+                &self,
+                table: &'static Table,
+                filters: Vec<Filter>,
+                page: Option<Page>,
+            ) -> Result<(Vec<Record>, i64), StoreError> {
+                let (clause, args) = where_clause(&filters, 0);
+                let mut sql = format!(
+                    "SELECT {} FROM {}{} ORDER BY created_at, {}",
+                    column_list(table),
+                    table.name,
+                    clause,
+                    table.pk
+                );
+                if let Some(p) = page {
+                    sql.push_str(&format!(" LIMIT {} OFFSET {}", p.limit.max(0), p.offset.max(0)));
+                }
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), args.clone())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.push(read_row!(row, table));
+                }
+                let total = if page.is_some() {
+                    let sql = format!("SELECT COUNT(*) AS n FROM {}{}", table.name, clause);
+                    let row = bind_all!(sqlx::query(AssertSqlSafe(sql)), args)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(classify)?;
+                    row.try_get::<i64, _>("n").map_err(classify)?
+                } else {
+                    i64::try_from(out.len()).unwrap_or(i64::MAX)
+                };
+                Ok((out, total))
+            }
+
+            async fn commit_impl(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(classify)?;
+                let seq: i64 = sqlx::query("UPDATE change_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?
+                    .try_get("seq")
+                    .map_err(classify)?;
+                let mut changed: BTreeSet<(&'static str, String)> = BTreeSet::new();
+                for op in ops {
+                    match op {
+                        Op::Insert { table, mut record } => {
+                            record.insert("version".to_owned(), Value::from(seq));
+                            let names = column_list(table);
+                            let marks: Vec<String> = (1..=table.cols.len()).map(|i| format!("${i}")).collect();
+                            let sql = format!("INSERT INTO {} ({names}) VALUES ({})", table.name, marks.join(", "));
+                            let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), record_values(table, &record));
+                            if let Err(e) = q.execute(&mut *tx).await {
+                                return Err(duplicate(&e, table, &record).unwrap_or_else(|| classify(e)));
+                            }
+                            if let (Some(kind), Some(id)) =
+                                (table.change_kind, record.get(table.pk).and_then(Value::as_str))
+                            {
+                                changed.insert((kind, id.to_owned()));
+                            }
+                        }
+                        Op::Update { table, id, version, mut record } => {
+                            record.insert("version".to_owned(), Value::from(seq));
+                            let n = table.cols.len();
+                            let sets: Vec<String> = table
+                                .cols
+                                .iter()
+                                .enumerate()
+                                .map(|(i, c)| format!("{} = ${}", c.name, i + 1))
+                                .collect();
+                            let sql = format!(
+                                "UPDATE {} SET {} WHERE {} = ${} AND version = ${}",
+                                table.name,
+                                sets.join(", "),
+                                table.pk,
+                                n + 1,
+                                n + 2
+                            );
+                            let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), record_values(table, &record))
+                                .bind(id.clone())
+                                .bind(version);
+                            match q.execute(&mut *tx).await {
+                                Ok(r) if r.rows_affected() == 1 => {}
+                                Ok(_) => return Err(StoreError::Stale),
+                                Err(e) => return Err(duplicate(&e, table, &record).unwrap_or_else(|| classify(e))),
+                            }
+                            if let Some(kind) = table.change_kind {
+                                changed.insert((kind, id));
+                            }
+                        }
+                        Op::Delete { table, id } => {
+                            let sql = format!("DELETE FROM {} WHERE {} = $1", table.name, table.pk);
+                            let r = sqlx::query(AssertSqlSafe(sql))
+                                .bind(id.clone())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(classify)?;
+                            if let (Some(kind), true) = (table.change_kind, r.rows_affected() > 0) {
+                                changed.insert((kind, id));
+                            }
+                        }
+                        Op::DeleteWhere { table, col, value } => {
+                            let sql = format!("DELETE FROM {} WHERE {col} = $1 RETURNING {}", table.name, table.pk);
+                            let rows = sqlx::query(AssertSqlSafe(sql))
+                                .bind(value)
+                                .fetch_all(&mut *tx)
+                                .await
+                                .map_err(classify)?;
+                            if let Some(kind) = table.change_kind {
+                                for row in rows {
+                                    changed.insert((kind, row.try_get::<String, _>(0).map_err(classify)?));
+                                }
+                            }
+                        }
+                        Op::Touch { table, col, value } => {
+                            let sql = format!(
+                                "UPDATE {} SET version = $1 WHERE {col} = $2 RETURNING {}",
+                                table.name, table.pk
+                            );
+                            let rows = sqlx::query(AssertSqlSafe(sql))
+                                .bind(seq)
+                                .bind(value)
+                                .fetch_all(&mut *tx)
+                                .await
+                                .map_err(classify)?;
+                            if let Some(kind) = table.change_kind {
+                                for row in rows {
+                                    changed.insert((kind, row.try_get::<String, _>(0).map_err(classify)?));
+                                }
+                            }
+                        }
+                    }
+                }
+                let at = crate::time::now();
+                for (kind, id) in changed {
+                    sqlx::query("INSERT INTO change_feed (seq, kind, id, at) VALUES ($1, $2, $3, $4)")
+                        .bind(seq)
+                        .bind(kind)
+                        .bind(id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(seq)
+            }
+
+            async fn changes_impl(&self, since: i64, limit: i64) -> Result<ChangePage, StoreError> {
+                let latest: i64 = sqlx::query("SELECT seq FROM change_seq WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(classify)?
+                    .try_get("seq")
+                    .map_err(classify)?;
+                // The sequence number of the `limit`-th change after `since`; a sequence
+                // number's changes are returned whole, so the page ends at one.
+                let limit = limit.max(1);
+                let last: Option<i64> =
+                    sqlx::query("SELECT seq FROM change_feed WHERE seq > $1 ORDER BY seq LIMIT 1 OFFSET $2")
+                        .bind(since)
+                        .bind(limit - 1)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(classify)?
+                        .map(|r| r.try_get::<i64, _>("seq"))
+                        .transpose()
+                        .map_err(classify)?;
+                let upto = last.unwrap_or(latest);
+                let rows = sqlx::query(
+                    "SELECT seq, kind, id FROM change_feed WHERE seq > $1 AND seq <= $2 ORDER BY seq, kind, id",
+                )
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+                let mut changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    changes.push(Change {
+                        seq: row.try_get("seq").map_err(classify)?,
+                        kind: row.try_get("kind").map_err(classify)?,
+                        id: row.try_get("id").map_err(classify)?,
+                    });
+                }
+                Ok(ChangePage { changes, latest })
+            }
+        }
+
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+            fn ping(&self) -> BoxFut<'_, ()> {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+                    Ok(())
+                })
+            }
+            fn get<'a>(&'a self, table: &'static Table, id: &'a str) -> BoxFut<'a, Option<Record>> {
+                Box::pin(self.get_impl(table, id))
+            }
+            fn find(
+                &self,
+                table: &'static Table,
+                filters: Vec<Filter>,
+                page: Option<Page>,
+            ) -> BoxFut<'_, (Vec<Record>, i64)> {
+                Box::pin(self.find_impl(table, filters, page))
+            }
+            fn commit(&self, ops: Vec<Op>) -> BoxFut<'_, i64> {
+                Box::pin(self.commit_impl(ops))
+            }
+            fn changes(&self, since: i64, limit: i64) -> BoxFut<'_, ChangePage> {
+                Box::pin(self.changes_impl(since, limit))
+            }
+            fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                Box::pin(self.pool.close())
+            }
+        }
+    };
+}
+
+/// A SQLite file: WAL (readers never block the writer), `synchronous=NORMAL` (a commit
+/// survives a kill -9 of the sidecar; `FULL` would also survive power loss), 5 s
+/// `busy_timeout`, writers start with `BEGIN IMMEDIATE`.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Db(format!("bad sqlite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        migrator(SQLITE_INIT).run(&pool).await.map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(classify)?;
+        // sqlx takes an advisory lock around migrations: sidecars starting together are safe.
+        migrator(POSTGRES_INIT).run(&pool).await.map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
+        Ok(PgStore { pool })
+    }
+}
+
+sql_store!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE", "sqlite");
+sql_store!(PgStore, PgPool, "BEGIN", "postgres");
