@@ -20,7 +20,7 @@ LITELLM_VENV  := .venv-litellm
 OHA_VERSION     := 1.16.0
 LITELLM_VERSION := 1.106.2
 
-run: setup build cli
+run: setup build cli sidecar
 	exec $(PY) tools/run.py
 
 test: setup lint unit build build-bench integration

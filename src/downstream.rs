@@ -46,6 +46,9 @@ enum Route {
     Unknown,
 }
 
+/// LiteLLM's header for the admin key, which the sidecar reads beside `Authorization`.
+const ADMIN_KEY_HEADER: &str = "x-litellm-api-key";
+
 /// Path prefixes of the sidecar's LiteLLM-compatible admin API.
 pub const ADMIN_PREFIXES: [&str; 6] = ["/key/", "/team/", "/user/", "/customer/", "/end_user/", "/health/"];
 
@@ -162,6 +165,13 @@ impl DownstreamExchange {
         self.path = headers.get(":path").unwrap_or_default().to_string();
         self.route = route(&self.method, &self.path);
         if self.route == Route::Admin {
+            // The route removes `Authorization` from every request (it must never reach a
+            // provider); the sidecar also reads the admin key from LiteLLM's own header.
+            if let (Some(value), false) = (headers.get("authorization"), headers.contains(ADMIN_KEY_HEADER)) {
+                if let Err(e) = host.set_request_header(ADMIN_KEY_HEADER, value) {
+                    return internal_error(host, &e.to_string());
+                }
+            }
             return Flow::Continue;
         }
         self.headers_end_stream = end_of_stream;

@@ -107,6 +107,7 @@ where
 /// Model lists in LiteLLM name models by group; an empty list, or one of these
 /// entries, allows every model.
 const ALL_MODELS: [&str; 2] = ["all-proxy-models", "*"];
+const ALL_TEAM_MODELS: &str = "all-team-models";
 
 fn allows(models: &[String], model: &str) -> bool {
     models.is_empty()
@@ -138,7 +139,13 @@ impl KeyRecord {
 
     /// The key (and its team) may call `model`, the model group the client named.
     pub fn may_use(&self, model: &str) -> Result<(), GatewayError> {
-        if !allows(&self.models, model) {
+        // LiteLLM's `all-team-models`: the key may use what its team may.
+        let own: &[String] = if self.models.iter().any(|m| m == ALL_TEAM_MODELS) {
+            self.team.as_ref().map_or(&[], |t| &t.models)
+        } else {
+            &self.models
+        };
+        if !allows(own, model) {
             return Err(GatewayError::Forbidden {
                 code: "key_model_access_denied",
                 message: format!("This key is not allowed to access model {model}. Allowed models: {:?}.", self.models),
@@ -270,6 +277,13 @@ mod tests {
             (json!({"models": ["anthropic/*"]}), "gpt-4o", Some("key_model_access_denied")),
             (json!({"team": {"team_id": "t", "models": ["claude"]}}), "gpt-4o", Some("team_model_access_denied")),
             (json!({"models": ["gpt-4o"], "team": {"team_id": "t", "models": ["gpt-4o"]}}), "gpt-4o", None),
+            (json!({"models": ["all-team-models"], "team": {"team_id": "t", "models": ["gpt-4o"]}}), "gpt-4o", None),
+            (
+                json!({"models": ["all-team-models"], "team": {"team_id": "t", "models": ["claude"]}}),
+                "gpt-4o",
+                Some("key_model_access_denied"),
+            ),
+            (json!({"models": ["all-team-models"]}), "gpt-4o", None),
         ];
         for (value, model, code) in access {
             let got = record(value.clone()).may_use(model).err().map(|e| {

@@ -43,7 +43,10 @@ WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wa
 # first attempt (src/upstream.rs, PROVIDER_HEADERS).
 MUST_REMOVE = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project",
                "anthropic-version", "anthropic-beta", ROUTE_HEADER, STREAM_HEADER, "x-forwarded-for",
-               "x-envoy-external-address", "x-forwarded-proto", "accept-encoding"}
+               "x-envoy-external-address", "x-forwarded-proto", "accept-encoding", "x-switchyard-internal"}
+SIDECAR_CLUSTER = "switchyard_sidecar"
+# The admin API's path prefixes (src/downstream.rs, ADMIN_PREFIXES), routed to the sidecar.
+ADMIN_PREFIXES = ("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/health/")
 PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -218,13 +221,34 @@ def replace_models(doc: dict, groups: list[ModelGroup], extra_env_keys: list[str
         route_list.append(stream)
         route_list.append({"name": g.name, "match": match, "route": action})
         models.append({"id": g.name, "owned_by": "switchyard", **g.model})
-    doc["static_resources"]["clusters"] = clusters
-    routes(doc)[:] = route_list
+    # Everything that is not a model group (the sidecar, its admin routes) stays.
+    kept_clusters = [c for c in doc["static_resources"]["clusters"] if not c["name"].startswith("model.")]
+    doc["static_resources"]["clusters"] = kept_clusters + clusters
+    kept_routes = [r for r in routes(doc) if route_model(r) is None]
+    routes(doc)[:] = kept_routes + route_list
     downstream_config(doc)["models"] = models
     keys = {d.api_key_env for g in groups for d in g.deployments if d.api_key_env} | set(extra_env_keys)
     for plugin in _wasm_filters(doc):
         env = plugin["vm_config"].setdefault("environment_variables", {}).setdefault("host_env_keys", [])
         env.extend(sorted(k for k in keys if k not in env))
+
+
+def point_sidecar(doc: dict, host: str, port: int) -> None:
+    """Points the sidecar cluster at host:port."""
+    lb = endpoints(cluster(doc, SIDECAR_CLUSTER))[0]
+    lb["endpoint"]["address"]["socket_address"].update(address=host, port_value=port)
+
+
+def enable_virtual_keys(doc: dict, master_key_env: str = "SWITCHYARD_MASTER_KEY",
+                        internal_secret_env: str = "SWITCHYARD_INTERNAL_SECRET", **settings) -> None:
+    """Requires a key from clients: the master key (from `master_key_env`) or one of the
+    sidecar's virtual keys. `settings` override the virtual_keys defaults (cache_ttl, ...)."""
+    down = downstream_config(doc)
+    down["master_key_env"] = master_key_env
+    down["virtual_keys"] = {"sidecar_cluster": SIDECAR_CLUSTER, "internal_secret_env": internal_secret_env, **settings}
+    for plugin in _wasm_filters(doc):
+        env = plugin["vm_config"].setdefault("environment_variables", {}).setdefault("host_env_keys", [])
+        env.extend(k for k in (master_key_env, internal_secret_env) if k not in env)
 
 
 def set_upstream_config(doc: dict, **values) -> None:
@@ -294,6 +318,14 @@ def lint(doc: dict, cli: Path = CLI) -> list[str]:
     if MUST_REMOVE - removed:
         problems.append(f"the virtual host must remove {sorted(MUST_REMOVE - removed)} (request_headers_to_remove)")
     served = [m["id"] for m in downstream_config(doc).get("models", [])]
+    vk = downstream_config(doc).get("virtual_keys")
+    cluster_names = {c["name"] for c in doc["static_resources"]["clusters"]}
+    if vk and vk.get("sidecar_cluster") not in cluster_names:
+        problems.append(f"virtual_keys.sidecar_cluster {vk.get('sidecar_cluster')!r} is not a cluster")
+    for r in routes(doc):
+        prefix = r.get("match", {}).get("prefix", "")
+        if route_model(r) is None and prefix.startswith("/internal"):
+            problems.append("the sidecar's internal API must not be routed from clients")
     vhost = _hcm(doc)["route_config"]["virtual_hosts"][0]
     if not vhost.get("include_request_attempt_count"):
         problems.append("the virtual host must set include_request_attempt_count (x-switchyard-attempts reads it)")

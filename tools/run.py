@@ -1,9 +1,11 @@
 """`make run`: the gateway in the foreground.
 
-Starts the bundled demo provider on a free loopback port, adapts `envoy/gateway.yaml`
-(ports from GATEWAY_PORT / ADMIN_PORT, the built .wasm, the demo endpoint), checks it,
-and runs Envoy. Ctrl-C or SIGTERM stops both processes; if either exits, so does the
-other.
+Starts the sidecar (keys, teams, users; SQLite in `.switchyard/` unless DATABASE_URL names
+a PostgreSQL), the bundled demo provider, and Envoy with `envoy/gateway.yaml` adapted for
+the run (ports from GATEWAY_PORT / ADMIN_PORT, the built .wasm, the demo endpoint, the
+sidecar's port). With SWITCHYARD_MASTER_KEY (or LITELLM_MASTER_KEY) set, clients need the
+master key or a virtual key made with the admin API; without one the gateway is open.
+Ctrl-C or SIGTERM stops every process; if one exits, so do the others.
 """
 
 from __future__ import annotations
@@ -11,29 +13,15 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import gatewayconf
+import launcher
 
-ROOT = gatewayconf.ROOT
-ENVOY = ROOT / ".venv" / "bin" / "envoy"
-
-
-def start_demo_provider(env: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mockproviders.demo", "--port", "0", "--api-key-env", "DEMO_PROVIDER_API_KEY"],
-        cwd=ROOT / "tools", env=env, stdout=subprocess.PIPE, text=True,
-    )
-    line = proc.stdout.readline()
-    # "demo provider listening on 127.0.0.1:PORT"
-    if "listening on" not in line:
-        proc.kill()
-        raise SystemExit(f"the demo provider did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+DATA_DIR = gatewayconf.ROOT / ".switchyard"
 
 
 def main() -> int:
@@ -42,49 +30,67 @@ def main() -> int:
     env = dict(os.environ)
     # The demo provider checks its key like a real one; a fresh one per run is enough.
     env.setdefault("DEMO_PROVIDER_API_KEY", "demo-" + secrets.token_hex(16))
-
-    demo, demo_port = start_demo_provider(env)
-    doc = gatewayconf.load()
-    gatewayconf.set_ports(doc, gateway_port, admin_port)
-    gatewayconf.set_wasm_path(doc)
-    gatewayconf.point_endpoint(doc, "model.demo", "127.0.0.1", demo_port)
-    problems = gatewayconf.lint(doc)
-    if problems:
-        demo.terminate()
-        raise SystemExit("envoy/gateway.yaml is inconsistent:\n  " + "\n  ".join(problems))
-    config = gatewayconf.write(doc, Path(tempfile.mkdtemp(prefix="switchyard-")) / "gateway.json")
-
-    envoy = subprocess.Popen(
-        [str(ENVOY), "-c", str(config), "--concurrency", os.environ.get("ENVOY_CONCURRENCY", "2"),
-         "--disable-hot-restart", "--log-level", "warning", "--component-log-level", "wasm:info",
-         # Access-log and cooldown lines appear within a second, not Envoy's default 10 s.
-         "--file-flush-interval-msec", "1000"],
-        env=env,
-    )
-    print(f"Switchyard: OpenAI-compatible API on http://127.0.0.1:{gateway_port}/v1 "
-          f"(Envoy admin on 127.0.0.1:{admin_port}, demo provider on 127.0.0.1:{demo_port})\n"
-          f"Try:  curl -s localhost:{gateway_port}/v1/chat/completions "
-          """-d '{"model":"demo","messages":[{"role":"user","content":"hi"}]}'""", flush=True)
+    # The filter and the sidecar share this for the sidecar's internal API.
+    env.setdefault("SWITCHYARD_INTERNAL_SECRET", secrets.token_hex(24))
+    master_key = env.get("SWITCHYARD_MASTER_KEY") or env.get("LITELLM_MASTER_KEY")
+    if master_key:
+        env["SWITCHYARD_MASTER_KEY"] = master_key
+    workdir = Path(tempfile.mkdtemp(prefix="switchyard-"))
+    DATA_DIR.mkdir(exist_ok=True)
+    sidecar_env = {k: v for k, v in env.items()
+                   if k in ("SWITCHYARD_MASTER_KEY", "SWITCHYARD_INTERNAL_SECRET", "SWITCHYARD_LOG", "DATABASE_URL")}
+    started: list = []
 
     def stop(*_):
-        for proc in (envoy, demo):
-            if proc.poll() is None:
-                proc.terminate()
+        for part in reversed(started):
+            part.proc.signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        # One process group with `make run`: Ctrl-C in the terminal reaches every process.
+        sidecar = launcher.Sidecar(DATA_DIR, sidecar_env, database_url=env.get("DATABASE_URL"), new_session=False)
+        started.append(sidecar)
+        demo = launcher.DemoProvider(env, new_session=False)
+        started.append(demo)
+        doc = gatewayconf.load()
+        gatewayconf.set_ports(doc, gateway_port, admin_port)
+        gatewayconf.set_wasm_path(doc)
+        gatewayconf.point_endpoint(doc, "model.demo", "127.0.0.1", demo.port)
+        gatewayconf.point_sidecar(doc, sidecar.host, sidecar.port)
+        if master_key:
+            gatewayconf.enable_virtual_keys(doc)
+        envoy = launcher.Envoy(doc, workdir, env, concurrency=int(os.environ.get("ENVOY_CONCURRENCY", "2")),
+                               log_level="warning", wasm_log_level="info", flush_ms=1000, name="gateway",
+                               new_session=False)
+        started.append(envoy)
+    except (ValueError, RuntimeError, TimeoutError, FileNotFoundError) as e:
+        stop()
+        for part in started:
+            part.stop()
+        raise SystemExit(str(e))
+    auth = f" -H 'Authorization: Bearer {master_key}'" if master_key else ""
+    print(f"Switchyard: OpenAI-compatible API on {envoy.url}/v1 (Envoy admin on {envoy.admin_url}; "
+          f"demo provider on 127.0.0.1:{demo.port}; sidecar on {sidecar.addr}, data in "
+          f"{env.get('DATABASE_URL') and 'DATABASE_URL' or DATA_DIR})\n"
+          f"Try:  curl -s {envoy.url}/v1/chat/completions{auth} "
+          """-d '{"model":"demo","messages":[{"role":"user","content":"hi"}]}'""", flush=True)
+    # Envoy's log goes to the terminal, as it always has.
+    shown = 0
+    try:
         # Whichever child exits first ends the run.
-        while envoy.poll() is None and demo.poll() is None:
+        while all(part.proc.alive() for part in started):
+            text = envoy.log()
+            if len(text) > shown:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
+                shown = len(text)
             time.sleep(0.2)
     finally:
         stop()
-        for proc in (envoy, demo):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return envoy.returncode or 0
+        for part in started:
+            part.stop()
+    return envoy.proc.popen.returncode or 0
 
 
 if __name__ == "__main__":

@@ -509,9 +509,12 @@ mod virtual_keys {
         assert_eq!(send(&mut ex, &h), (Flow::Pause, Flow::Continue));
         assert_eq!((h.http_calls.borrow().len(), h.shared_calls.get()), (0, 0), "no lookup for the master key");
         // Admin paths go to the sidecar untouched (it checks the master key itself).
-        let admin = FakeHost::with_request(&[(":method", "POST"), (":path", "/key/generate")], b"{}");
+        let auth = format!("Bearer {MASTER}");
+        let admin =
+            FakeHost::with_request(&[(":method", "POST"), (":path", "/key/generate"), ("authorization", &auth)], b"{}");
         let mut ex = DownstreamExchange::new(vk_config("deny"));
         assert_eq!(ex.on_request_headers(&admin, false), Flow::Continue);
+        assert_eq!(admin.request_header("x-litellm-api-key"), Some(auth.clone()), "the key survives the route");
         assert_eq!(ex.on_request_body(&admin, 2, true), Flow::Continue);
         assert!(admin.local_reply.borrow().is_none());
         // No key at all.

@@ -71,18 +71,6 @@ extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
-    fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout_milliseconds: u32,
-        return_token: *mut u32,
-    ) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -283,28 +271,6 @@ pub fn continue_stream(stream_type: u32) -> HostResult<()> {
 pub fn close_stream(stream_type: u32) -> HostResult<()> {
     let status = unsafe { proxy_close_stream(stream_type) };
     check("close_stream", status)
-}
-
-/// Starts an HTTP call to the cluster `upstream` (`:method`, `:path` and `:authority`
-/// are required headers); the answer arrives in the context's `on_http_call_response`.
-pub fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
-    let serialized = pairs::encode(headers);
-    let mut token = 0u32;
-    let status = unsafe {
-        proxy_http_call(
-            upstream.as_ptr(),
-            upstream.len(),
-            serialized.as_ptr(),
-            serialized.len(),
-            body.as_ptr(),
-            body.len(),
-            null_mut(),
-            0,
-            timeout_ms,
-            &mut token,
-        )
-    };
-    check("http_call", status).map(|()| token)
 }
 
 /// A shared-data value and its CAS number (0 and `None` when the key was never set).

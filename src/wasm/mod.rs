@@ -364,7 +364,12 @@ impl Host for WasmHost {
         abi::now_nanos()
     }
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
-        abi::http_call(cluster, headers, body, timeout_ms)
+        // Through the SDK, not the raw call: its dispatcher must learn the token to route
+        // the answer to this context (it traps on a token it does not know).
+        let body = (!body.is_empty()).then_some(body);
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, Vec::new(), timeout)
+            .map_err(|status| crate::host::HostError { call: "http_call", status: status as u32 })
     }
     fn http_call_response_headers(&self) -> HostResult<Headers> {
         abi::get_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).map(Headers::new)

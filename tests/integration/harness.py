@@ -9,9 +9,6 @@ filters and error mappings under test are the ones users run.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -19,14 +16,18 @@ from pathlib import Path
 import httpx
 
 import gatewayconf
-
-ENVOY = gatewayconf.ROOT / ".venv" / "bin" / "envoy"
+import launcher
+from launcher import ENVOY  # noqa: F401  (tests import it from here)
 
 
 class Gateway:
     def __init__(self, groups: list[gatewayconf.ModelGroup], env: dict[str, str] | None = None,
                  master_key_env: str | None = None, extra_env_keys: list[str] = (), concurrency: int = 2,
-                 upstream_config: dict | None = None):
+                 upstream_config: dict | None = None, sidecar: launcher.Sidecar | None = None,
+                 virtual_keys: dict | None = None):
+        """`sidecar`: point the gateway's sidecar cluster at it; `virtual_keys`: require a key
+        (the master key from `master_key_env`, default SWITCHYARD_MASTER_KEY, or a virtual
+        key), with these virtual_keys settings."""
         self.workdir = Path(tempfile.mkdtemp(prefix="switchyard-test-"))
         doc = gatewayconf.load()
         gatewayconf.replace_models(doc, groups, extra_env_keys=list(extra_env_keys) + ([master_key_env] if master_key_env else []))
@@ -34,53 +35,17 @@ class Gateway:
             gatewayconf.set_upstream_config(doc, **upstream_config)
         gatewayconf.set_ports(doc, 0, 0)
         gatewayconf.set_wasm_path(doc)
-        if master_key_env:
+        if sidecar is not None:
+            gatewayconf.point_sidecar(doc, sidecar.host, sidecar.port)
+        if virtual_keys is not None:
+            gatewayconf.enable_virtual_keys(doc, master_key_env or "SWITCHYARD_MASTER_KEY", **virtual_keys)
+        elif master_key_env:
             gatewayconf.downstream_config(doc)["master_key_env"] = master_key_env
-        problems = gatewayconf.lint(doc)
-        assert not problems, problems
-        self.config_path = gatewayconf.write(doc, self.workdir / "gateway.json")
-        self.log_path = self.workdir / "envoy.log"
-        admin_file = self.workdir / "admin.address"
-        self._log = open(self.log_path, "wb")
-        full_env = {"PATH": os.environ.get("PATH", "")}
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [str(ENVOY), "-c", str(self.config_path), "--concurrency", str(concurrency), "--disable-hot-restart",
-             "--admin-address-path", str(admin_file), "--log-level", "info", "--component-log-level", "wasm:debug",
-             # Access and outlier-event logs reach the file within 50 ms, not Envoy's 10 s.
-             "--file-flush-interval-msec", "50"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
-        )
-        try:
-            self.admin_url = "http://" + self._wait_for(lambda: admin_file.read_text().strip() or None)
-            self._wait_for(lambda: self._ready())
-            self.url = "http://" + self._listener_address()
-        except Exception:
-            self.stop()
-            raise
+        self.envoy = launcher.Envoy(doc, self.workdir, env or {}, concurrency=concurrency)
+        self.proc = self.envoy.proc.popen
+        self.admin_url = self.envoy.admin_url
+        self.url = self.envoy.url
         self.client = httpx.Client(base_url=self.url, timeout=30)
-
-    def _wait_for(self, probe, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                value = probe()
-                if value:
-                    return value
-            except (OSError, httpx.HTTPError):
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"envoy did not become ready:\n{self.log()[-4000:]}")
-
-    def _ready(self) -> bool:
-        return httpx.get(self.admin_url + "/ready", timeout=2).text.strip() == "LIVE"
-
-    def _listener_address(self) -> str:
-        listeners = httpx.get(self.admin_url + "/listeners?format=json", timeout=2).json()
-        socket = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-        return f"{socket['address']}:{socket['port_value']}"
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -99,9 +64,7 @@ class Gateway:
         return out
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.envoy.log()
 
     def log_records(self, predicate, timeout: float = 5.0) -> list[dict]:
         """The JSON lines of the log (access log, outlier events) that satisfy `predicate`,
@@ -124,14 +87,7 @@ class Gateway:
     def stop(self) -> None:
         if getattr(self, "client", None):
             self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.envoy.stop()
 
 
 def openai_error(response: httpx.Response) -> dict:

@@ -1,0 +1,160 @@
+"""Virtual keys end to end: the real sidecar (SQLite) behind the real Envoy, its admin API on
+the gateway's own port, keys enforced by the filter from Envoy's shared data."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import launcher
+from gatewayconf import Deployment, ModelGroup
+from harness import Gateway, openai_error
+from mockproviders.anthropic import AnthropicMock
+
+from conftest import ANTHROPIC_KEY
+
+MASTER = "sk-master-integration-0123456789"
+SECRET = "internal-integration-secret-0123456789"
+ENV = {"SWITCHYARD_MASTER_KEY": MASTER, "SWITCHYARD_INTERNAL_SECRET": SECRET}
+HI = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def sidecar():
+    workdir = Path(tempfile.mkdtemp(prefix="switchyard-sidecar-"))
+    side = launcher.Sidecar(workdir, ENV)
+    yield side
+    side.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(sidecar, anthropic_mock):
+    groups = [ModelGroup(name, [Deployment("anthropic", anthropic_mock.port, model="claude-sonnet-4-5",
+                                           api_key_env="TEST_ANTHROPIC_KEY")],
+                         route={"retry_policy": None}, cluster={"outlier_detection": None})
+              for name in ("claude", "claude-2")]
+    # A short cache so admin changes show within a test; the sidecar's answer is trusted
+    # for 1 s, and a known key keeps working for 30 s while the sidecar is down.
+    gateway = Gateway(groups, env={**ENV, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}, sidecar=sidecar,
+                      virtual_keys={"cache_ttl": 1, "negative_cache_ttl": 1, "stale_ttl": 30, "timeout_ms": 500})
+    yield gateway
+    gateway.stop()
+
+
+def admin(gw: Gateway, path: str, body: dict | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    if body is None:
+        return gw.client.get(path, headers=headers)
+    return gw.client.post(path, json=body, headers=headers)
+
+
+def ask(gw: Gateway, key: str, model: str = "claude") -> httpx.Response:
+    return gw.chat({"model": model, **HI}, headers={"Authorization": f"Bearer {key}"})
+
+
+def new_key(gw: Gateway, **fields) -> str:
+    r = admin(gw, "/key/generate", fields)
+    assert r.status_code == 200, r.text
+    return r.json()["key"]
+
+
+def test_the_admin_api_is_on_the_gateways_port_and_needs_the_master_key(gw):
+    assert gw.client.get("/health/liveliness").status_code == 200
+    r = gw.client.post("/key/generate", json={})
+    assert r.status_code == 401
+    assert "error" in r.json()
+    r = admin(gw, "/key/generate", {"key_alias": "first", "models": ["claude"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["key"].startswith("sk-") and r.json()["key_alias"] == "first"
+    # The sidecar's internal API is not reachable through the gateway.
+    r = gw.client.get("/internal/v1/changes", headers={"x-switchyard-internal": SECRET})
+    assert r.status_code == 401, "no key: refused before anything"
+    r = gw.client.get("/internal/v1/changes",
+                      headers={"x-switchyard-internal": SECRET, "Authorization": f"Bearer {MASTER}"})
+    assert r.status_code == 404 and openai_error(r)["code"] == "unknown_url"
+
+
+def test_a_virtual_key_is_admitted_and_its_model_list_enforced(gw, anthropic_mock):
+    key = new_key(gw, models=["claude"])
+    r = ask(gw, key)
+    assert r.status_code == 200, r.text
+    sent = anthropic_mock.requests[-1]
+    assert key not in str(sent.headers) and "authorization" not in sent.headers, "the client's key stays here"
+    r = ask(gw, key, "claude-2")
+    assert r.status_code == 403
+    assert openai_error(r)["code"] == "key_model_access_denied"
+    # The master key still works for everything.
+    assert ask(gw, MASTER, "claude-2").status_code == 200
+
+
+def test_unknown_keys_and_missing_keys_are_refused(gw):
+    r = ask(gw, "sk-not-a-key")
+    assert r.status_code == 401 and openai_error(r)["code"] == "invalid_api_key"
+    r = gw.chat({"model": "claude", **HI})
+    assert r.status_code == 401
+
+
+def test_team_model_lists_apply_to_their_keys(gw):
+    team = admin(gw, "/team/new", {"team_alias": "narrow", "models": ["claude-2"]})
+    assert team.status_code == 200, team.text
+    key = new_key(gw, team_id=team.json()["team_id"])
+    assert ask(gw, key, "claude-2").status_code == 200
+    r = ask(gw, key, "claude")
+    assert r.status_code == 403 and openai_error(r)["code"] == "team_model_access_denied"
+
+
+def test_a_blocked_key_is_refused_once_the_cache_entry_ages(gw):
+    key = new_key(gw)
+    assert ask(gw, key).status_code == 200
+    assert admin(gw, "/key/block", {"key": key}).status_code == 200
+    deadline = time.monotonic() + 5
+    while ask(gw, key).status_code == 200:
+        assert time.monotonic() < deadline, "the block never took effect"
+        time.sleep(0.2)
+    assert ask(gw, key).status_code == 401
+    assert admin(gw, "/key/unblock", {"key": key}).status_code == 200
+    deadline = time.monotonic() + 5
+    while ask(gw, key).status_code != 200:
+        assert time.monotonic() < deadline, "the unblock never took effect"
+        time.sleep(0.2)
+
+
+def test_known_keys_survive_the_sidecar_going_down_and_unknown_ones_get_503(gw, sidecar):
+    key = new_key(gw)
+    assert ask(gw, key).status_code == 200
+    sidecar.proc.signal(__import__("signal").SIGKILL)
+    sidecar.proc.popen.wait()
+    try:
+        time.sleep(1.2)  # past the cache's 1 s: the sidecar is asked, and cannot answer
+        r = ask(gw, key)
+        assert r.status_code == 200, r.text
+        stale = gw.stats("wasmcustom.switchyard.keys.stale_used")
+        assert sum(stale.values()) >= 1
+        r = ask(gw, "sk-never-seen")
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert openai_error(r)["type"] == "service_unavailable"
+    finally:
+        # The same port and database again: the gateway recovers by itself.
+        restarted = launcher.Sidecar(Path(sidecar.proc.log_path).parent, ENV, addr=sidecar.addr)
+        sidecar.proc = restarted.proc
+    deadline = time.monotonic() + 10
+    while ask(gw, "sk-never-seen").status_code != 401:
+        assert time.monotonic() < deadline, "the gateway did not recover when the sidecar came back"
+        time.sleep(0.2)
+    assert ask(gw, key).status_code == 200
+
+
+@pytest.fixture(autouse=True)
+def fresh_mock(anthropic_mock):
+    anthropic_mock.reset()
+    yield
+
+
+def test_anthropic_mock_is_the_same_for_all(anthropic_mock):
+    # Guards the module's assumption that the session mock serves both groups.
+    assert isinstance(anthropic_mock, AnthropicMock)
