@@ -16,7 +16,7 @@ use crate::config::{DownstreamConfig, ModelEntry, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
 use crate::handoff::{RequestInfo, HANDOFF};
 use crate::headers::Headers;
-use crate::host::{Flow, Host, HostResult};
+use crate::host::{Flow, Host, HostResult, Stored};
 use crate::json::parse_request;
 use crate::keys::{self, CachedKey, KeyRecord};
 use crate::operation::Operation;
@@ -241,13 +241,18 @@ impl DownstreamExchange {
                 None
             }
         };
-        if let Some(entry) = cached.as_ref().filter(|e| e.fresh(now, vk.cache_ttl, vk.negative_cache_ttl)) {
-            return known_key(entry.record.clone(), now);
-        }
-        // A record past its time still serves while the sidecar cannot answer.
-        let stale = cached
-            .and_then(|e| e.record.filter(|_| now.saturating_sub(e.fetched_at) < vk.stale_ttl.max(vk.cache_ttl)))
-            .map(Box::new);
+        let stale = match cached {
+            Some(CachedKey::Answer { fetched_at, record }) => {
+                if now.saturating_sub(fetched_at) < if record.is_some() { vk.cache_ttl } else { vk.negative_cache_ttl }
+                {
+                    return known_key(record.map(|r| *r), now);
+                }
+                // A record past its time still serves while the sidecar cannot answer; one
+                // the change feed marked as changed does not.
+                record.filter(|_| now.saturating_sub(fetched_at) < vk.stale_ttl.max(vk.cache_ttl))
+            }
+            Some(CachedKey::Changed { .. }) | None => None,
+        };
         let path = format!("/internal/v1/keys/{hash}");
         let headers = [
             (":method", "GET"),
@@ -280,7 +285,7 @@ impl DownstreamExchange {
                 let body = host.http_call_response_body(body_size).unwrap_or_default();
                 match serde_json::from_slice::<KeyRecord>(&body) {
                     Ok(record) => {
-                        cache(host, &wait.hash, CachedKey::encode(now, Some(&body)));
+                        cache(host, &wait.hash, record.version, CachedKey::encode_answer(now, Some(&body)));
                         known_key(Some(record), now)
                     }
                     Err(e) => {
@@ -290,7 +295,7 @@ impl DownstreamExchange {
                 }
             }
             404 => {
-                cache(host, &wait.hash, CachedKey::encode(now, None));
+                cache(host, &wait.hash, 0, CachedKey::encode_answer(now, None));
                 Err(incorrect_key())
             }
             other => {
@@ -557,10 +562,24 @@ fn sidecar_down(
     })
 }
 
-/// Caches a sidecar answer for every worker. Unconditional: the latest answer wins.
-fn cache(host: &dyn Host, hash: &str, entry: Vec<u8>) {
-    if let Err(e) = host.set_shared_data(&keys::cache_key(hash), &entry, None) {
-        log::warn!("downstream filter: could not cache a key: {e}");
+/// Caches a sidecar answer for every worker, unless the change feed has since marked the
+/// key as changed after `version` (this answer was fetched before the change): an admin
+/// change is never undone by a lookup that was in flight.
+fn cache(host: &dyn Host, hash: &str, version: u64, entry: Vec<u8>) {
+    let key = keys::cache_key(hash);
+    for _ in 0..3 {
+        let current = match host.shared_data(&key) {
+            Ok(current) => current,
+            Err(e) => return log::warn!("downstream filter: could not read the key cache: {e}"),
+        };
+        if current.value.as_deref().and_then(CachedKey::decode).is_some_and(|c| !c.superseded_by(version)) {
+            return;
+        }
+        match host.set_shared_data(&key, &entry, Some(current.cas)) {
+            Ok(Stored::Yes) => return,
+            Ok(Stored::CasMismatch) => continue,
+            Err(e) => return log::warn!("downstream filter: could not cache a key: {e}"),
+        }
     }
 }
 

@@ -166,12 +166,15 @@ impl KeyRecord {
     }
 }
 
-/// A key as cached in shared data: when the sidecar answered, and what (`None`: the
-/// sidecar does not know the key).
+/// A key's entry in shared data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedKey {
-    pub fetched_at: u64,
-    pub record: Option<KeyRecord>,
+pub enum CachedKey {
+    /// What the sidecar answered at `fetched_at` (unix seconds): the record, or `None`
+    /// for a key it does not know.
+    Answer { fetched_at: u64, record: Option<Box<KeyRecord>> },
+    /// The key changed at the sidecar's change `seq` (the change feed said so): ask
+    /// again, and cache no answer older than that change.
+    Changed { seq: u64 },
 }
 
 /// The shared-data key of a key's cache entry. 128 bits of the hash keep entries
@@ -180,32 +183,61 @@ pub fn cache_key(hash: &str) -> String {
     format!("sy:k:{}", hash.get(..32).unwrap_or(hash))
 }
 
+const ANSWER: u8 = 1;
+const CHANGED: u8 = 2;
+
 impl CachedKey {
-    /// Shared-data bytes: the fetch time (8 bytes, little endian), then the sidecar's
-    /// JSON record, or nothing for an unknown key.
-    pub fn encode(fetched_at: u64, record_json: Option<&[u8]>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + record_json.map_or(0, <[u8]>::len));
+    /// Shared-data bytes of an answer: a tag, the fetch time (8 bytes, little endian),
+    /// then the sidecar's JSON record, or nothing for an unknown key.
+    pub fn encode_answer(fetched_at: u64, record_json: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + record_json.map_or(0, <[u8]>::len));
+        out.push(ANSWER);
         out.extend_from_slice(&fetched_at.to_le_bytes());
         out.extend_from_slice(record_json.unwrap_or_default());
+        out
+    }
+
+    pub fn encode_changed(seq: u64) -> Vec<u8> {
+        let mut out = vec![CHANGED];
+        out.extend_from_slice(&seq.to_le_bytes());
         out
     }
 
     /// `None` for bytes that are not an entry (or a record that does not parse, which is
     /// then fetched again).
     pub fn decode(bytes: &[u8]) -> Option<CachedKey> {
-        let (time, json) = bytes.split_first_chunk::<8>()?;
-        let fetched_at = u64::from_le_bytes(*time);
-        if json.is_empty() {
-            return Some(CachedKey { fetched_at, record: None });
+        let (tag, rest) = bytes.split_first()?;
+        let (number, json) = rest.split_first_chunk::<8>()?;
+        let number = u64::from_le_bytes(*number);
+        match *tag {
+            CHANGED => Some(CachedKey::Changed { seq: number }),
+            ANSWER if json.is_empty() => Some(CachedKey::Answer { fetched_at: number, record: None }),
+            ANSWER => serde_json::from_slice(json)
+                .ok()
+                .map(|record| CachedKey::Answer { fetched_at: number, record: Some(Box::new(record)) }),
+            _ => None,
         }
-        serde_json::from_slice(json).ok().map(|record| CachedKey { fetched_at, record: Some(record) })
     }
 
-    /// Fresh enough to use without asking the sidecar: known keys for `ttl`, unknown
-    /// ones for `negative_ttl`.
+    /// An answer fresh enough to use without asking the sidecar: known keys for `ttl`,
+    /// unknown ones for `negative_ttl`.
     pub fn fresh(&self, now: u64, ttl: u64, negative_ttl: u64) -> bool {
-        let age = now.saturating_sub(self.fetched_at);
-        age < if self.record.is_some() { ttl } else { negative_ttl }
+        match self {
+            CachedKey::Answer { fetched_at, record } => {
+                now.saturating_sub(*fetched_at) < if record.is_some() { ttl } else { negative_ttl }
+            }
+            CachedKey::Changed { .. } => false,
+        }
+    }
+
+    /// Whether an answer for a record at `version` may replace this entry: not when the
+    /// entry says the key changed after that version (the answer was fetched before the
+    /// change and arrives late).
+    pub fn superseded_by(&self, version: u64) -> bool {
+        match self {
+            CachedKey::Changed { seq } => version >= *seq,
+            CachedKey::Answer { .. } => true,
+        }
     }
 }
 
@@ -298,15 +330,21 @@ mod tests {
     #[test]
     fn cache_entries_round_trip_and_age() {
         let json = br#"{"token":"ab","models":[],"blocked":false,"version":3}"#;
-        let bytes = CachedKey::encode(500, Some(json));
-        let entry = CachedKey::decode(&bytes).unwrap();
-        assert_eq!((entry.fetched_at, entry.record.as_ref().map(|r| r.version)), (500, Some(3)));
+        let entry = CachedKey::decode(&CachedKey::encode_answer(500, Some(json))).unwrap();
+        let CachedKey::Answer { fetched_at, record } = &entry else { panic!("an answer") };
+        assert_eq!((*fetched_at, record.as_ref().map(|r| r.version)), (500, Some(3)));
         assert!(entry.fresh(559, 60, 5) && !entry.fresh(560, 60, 5));
-        let unknown = CachedKey::decode(&CachedKey::encode(500, None)).unwrap();
-        assert_eq!(unknown.record, None);
+        let unknown = CachedKey::decode(&CachedKey::encode_answer(500, None)).unwrap();
+        assert!(matches!(unknown, CachedKey::Answer { record: None, .. }));
         assert!(unknown.fresh(504, 60, 5) && !unknown.fresh(505, 60, 5));
+        let changed = CachedKey::decode(&CachedKey::encode_changed(9)).unwrap();
+        assert_eq!(changed, CachedKey::Changed { seq: 9 });
+        assert!(!changed.fresh(0, 60, 5));
+        assert!(!changed.superseded_by(8), "an answer from before the change must not come back");
+        assert!(changed.superseded_by(9) && entry.superseded_by(0));
         assert_eq!(CachedKey::decode(b"short"), None);
-        assert_eq!(CachedKey::decode(&CachedKey::encode(1, Some(b"{not json"))), None);
+        assert_eq!(CachedKey::decode(&[7, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(CachedKey::decode(&CachedKey::encode_answer(1, Some(b"{not json"))), None);
         assert_eq!(cache_key(&hash("sk-1234")), "sy:k:88dc28d0f030c55ed4ab77ed8faf0981");
     }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod downstream;
 pub mod endpoint;
 pub mod error;
+pub mod feed;
 pub mod handoff;
 pub mod headers;
 pub mod host;

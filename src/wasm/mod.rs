@@ -11,6 +11,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::{self, DownstreamConfig, PluginConfig, UpstreamConfig};
 use crate::downstream::DownstreamExchange;
+use crate::feed::{self, FeedFollower};
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult, SharedValue, Stored};
 use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
@@ -18,7 +19,7 @@ use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
     log::set_max_level(log::LevelFilter::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stage: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stage: None, feed: FeedFollower::default() }) });
 }}
 
 struct HostLogger;
@@ -48,9 +49,15 @@ enum Stage {
 
 struct Root {
     stage: Option<Stage>,
+    /// The downstream stage's part in following the sidecar's change feed.
+    feed: FeedFollower,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        self.feed.on_http_call_response(&WasmHost, token_id, body_size);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
@@ -65,6 +72,12 @@ impl RootContext for Root {
         match config::parse(&bytes, &env, now_unix()) {
             Ok(PluginConfig::Downstream(c)) => {
                 log::info!("switchyard downstream filter configured with {} models", c.models().len());
+                // Virtual keys: follow the sidecar's change feed (see `feed`).
+                if c.virtual_keys.is_some() {
+                    if let Err(e) = abi::set_tick_period_ms(feed::TICK_MS) {
+                        log::error!("switchyard: cannot start the change-feed timer: {e}");
+                    }
+                }
                 self.stage = Some(Stage::Downstream(Rc::new(c)));
                 true
             }
@@ -101,6 +114,12 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if let Some(Stage::Downstream(c)) = &self.stage {
+            if let Some(vk) = &c.virtual_keys {
+                self.feed.on_tick(&WasmHost, vk);
+            }
+            return;
+        }
         if !matches!(self.stage, Some(Stage::Upstream(..))) || STALLS.with(|s| s.is_empty()) {
             return;
         }

@@ -1,0 +1,280 @@
+//! The sidecar's change feed, followed by one worker at a time per Envoy process: an admin
+//! change (block, update, delete) marks the key's shared-data entry as changed, so every
+//! worker asks the sidecar again at its next request with that key, within about a poll
+//! interval plus a request, instead of trusting its cache for `cache_ttl`.
+//!
+//! Every worker's downstream root context ticks; the one that wins a lease in shared
+//! data (`sy:feed`, compare-and-swap) polls `GET /internal/v1/changes?since=<seq>` and
+//! moves the feed's position on. A worker that dies mid-poll loses the lease when it
+//! expires, and another takes over. Each Envoy process follows the feed by itself.
+
+use serde::Deserialize;
+
+use crate::config::VirtualKeys;
+use crate::host::{Host, Stored};
+use crate::keys::{self, CachedKey};
+
+/// The feed's position and the poll lease, in shared data.
+const FEED_KEY: &str = "sy:feed";
+/// How often a worker's root context checks whether the feed is due.
+pub const TICK_MS: u32 = 250;
+/// How long after a poll the next one is due: the bound on how late a change shows.
+const POLL_INTERVAL_MS: u64 = 500;
+/// How long one worker may hold the poll before another takes it over.
+const LEASE_MS: u64 = 3_000;
+const PAGE: u32 = 1_000;
+
+/// `sy:feed`: the last change applied (`None` until the first poll) and until when the
+/// next poll is not due (a lease while one is in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FeedState {
+    seq: Option<u64>,
+    not_before_ms: u64,
+}
+
+impl FeedState {
+    fn decode(bytes: Option<&[u8]>) -> FeedState {
+        let number =
+            |at: usize| bytes.and_then(|b| b.get(at..at + 8)).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+        match (number(0), number(8)) {
+            (Some(seq), Some(not_before_ms)) => FeedState { seq: (seq != u64::MAX).then_some(seq), not_before_ms },
+            _ => FeedState { seq: None, not_before_ms: 0 },
+        }
+    }
+
+    fn encode(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.seq.unwrap_or(u64::MAX).to_le_bytes());
+        out.extend_from_slice(&self.not_before_ms.to_le_bytes());
+        out
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    seq: u64,
+    latest: u64,
+    #[serde(default)]
+    more: bool,
+    #[serde(default)]
+    reset: bool,
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    seq: u64,
+    kind: String,
+    id: String,
+}
+
+/// One worker's part in following the feed.
+#[derive(Default)]
+pub struct FeedFollower {
+    /// The poll this worker has in flight: its call token and the position it asked from.
+    polling: Option<(u32, Option<u64>)>,
+}
+
+impl FeedFollower {
+    /// The root context's tick: poll if the feed is due and this worker wins the lease.
+    pub fn on_tick(&mut self, host: &dyn Host, vk: &VirtualKeys) {
+        if self.polling.is_some() {
+            return;
+        }
+        let now_ms = host.now_nanos() / 1_000_000;
+        let Ok(shared) = host.shared_data(FEED_KEY) else { return };
+        let state = FeedState::decode(shared.value.as_deref());
+        if state.not_before_ms > now_ms {
+            return;
+        }
+        let claimed = FeedState { seq: state.seq, not_before_ms: now_ms + LEASE_MS };
+        if host.set_shared_data(FEED_KEY, &claimed.encode(), Some(shared.cas)) != Ok(Stored::Yes) {
+            return; // another worker polls this time
+        }
+        let path = format!("/internal/v1/changes?since={}&limit={PAGE}", state.seq.unwrap_or(0));
+        let headers = [
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", "switchyard-sidecar"),
+            ("x-switchyard-internal", vk.internal_secret.as_str()),
+        ];
+        match host.http_call(&vk.sidecar_cluster, &headers, b"", vk.timeout_ms) {
+            Ok(token) => self.polling = Some((token, state.seq)),
+            Err(e) => {
+                log::debug!("switchyard: cannot poll the sidecar's change feed: {e}");
+                release(host, None, now_ms + POLL_INTERVAL_MS);
+            }
+        }
+    }
+
+    /// The feed answered: mark every changed key, move the position on.
+    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        let Some((_, since)) = self.polling.take_if(|(t, _)| *t == token) else { return };
+        let now_ms = host.now_nanos() / 1_000_000;
+        let status = host.http_call_response_headers().ok().and_then(|h| h.get(":status").map(str::to_string));
+        let page = match status.as_deref() {
+            Some("200") => {
+                host.http_call_response_body(body_size).ok().and_then(|body| serde_json::from_slice::<Page>(&body).ok())
+            }
+            _ => None,
+        };
+        let Some(page) = page else {
+            log::debug!("switchyard: the sidecar's change feed did not answer (status {status:?})");
+            return release(host, None, now_ms + POLL_INTERVAL_MS);
+        };
+        let next = match since {
+            // The first poll of this Envoy process: nothing was cached before it.
+            None => page.latest,
+            Some(_) => {
+                if page.reset {
+                    log::warn!(
+                        "switchyard: the sidecar's change feed restarted (a new database?); cached keys expire by their TTL"
+                    );
+                }
+                for change in page.changes.iter().filter(|c| c.kind == "key") {
+                    let entry = CachedKey::encode_changed(change.seq);
+                    if let Err(e) = host.set_shared_data(&keys::cache_key(&change.id), &entry, None) {
+                        log::warn!("switchyard: could not mark a changed key: {e}");
+                    }
+                }
+                if page.reset {
+                    page.latest
+                } else {
+                    page.seq
+                }
+            }
+        };
+        // A page cut short is followed at once.
+        release(host, Some(next), if page.more { 0 } else { now_ms + POLL_INTERVAL_MS });
+    }
+}
+
+/// Ends this worker's poll: the new position (never backwards), and when the next is due.
+fn release(host: &dyn Host, seq: Option<u64>, not_before_ms: u64) {
+    for _ in 0..3 {
+        let Ok(shared) = host.shared_data(FEED_KEY) else { return };
+        let current = FeedState::decode(shared.value.as_deref());
+        let seq = match (current.seq, seq) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let next = FeedState { seq, not_before_ms };
+        if host.set_shared_data(FEED_KEY, &next.encode(), Some(shared.cas)) != Ok(Stored::CasMismatch) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{FakeHost, FakeShared};
+    use serde_json::json;
+    use std::rc::Rc;
+
+    fn vk() -> VirtualKeys {
+        VirtualKeys {
+            sidecar_cluster: "switchyard_sidecar".into(),
+            internal_secret: "s3cret".into(),
+            cache_ttl: 60,
+            negative_cache_ttl: 5,
+            stale_ttl: 600,
+            timeout_ms: 1000,
+            allow_when_sidecar_down: false,
+        }
+    }
+
+    fn worker(shared: &Rc<FakeShared>, now_ms: u64) -> FakeHost {
+        FakeHost { shared: Rc::clone(shared), now_ns: now_ms * 1_000_000, ..FakeHost::default() }
+    }
+
+    fn answer(host: &FakeHost, status: u16, body: serde_json::Value) -> usize {
+        let bytes = body.to_string().into_bytes();
+        let size = bytes.len();
+        *host.call_response.borrow_mut() = (vec![(":status".into(), status.to_string())], bytes);
+        size
+    }
+
+    fn feed(shared: &Rc<FakeShared>) -> FeedState {
+        FeedState::decode(shared.data.borrow().get(FEED_KEY).map(|(v, _)| v.as_slice()))
+    }
+
+    #[test]
+    fn one_worker_polls_and_changed_keys_are_marked() {
+        let shared = Rc::new(FakeShared::default());
+        let (mut a, mut b) = (FeedFollower::default(), FeedFollower::default());
+        let wa = worker(&shared, 10_000);
+        let wb = worker(&shared, 10_000);
+        a.on_tick(&wa, &vk());
+        b.on_tick(&wb, &vk());
+        assert_eq!((wa.http_calls.borrow().len(), wb.http_calls.borrow().len()), (1, 0), "one poller");
+        let call = wa.http_calls.borrow()[0].clone();
+        assert!(call.1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/changes?since=0&limit=1000"));
+        assert!(call.1.iter().any(|(k, v)| k == "x-switchyard-internal" && v == "s3cret"));
+        // The first poll only learns the position.
+        let size = answer(
+            &wa,
+            200,
+            json!({"seq": 41, "latest": 41, "more": false, "reset": false,
+            "changes": [{"seq": 41, "kind": "key", "id": keys::hash("sk-old")}]}),
+        );
+        a.on_http_call_response(&wa, 1, size);
+        assert_eq!(feed(&shared), FeedState { seq: Some(41), not_before_ms: 10_500 });
+        assert!(!shared.data.borrow().contains_key(&keys::cache_key(&keys::hash("sk-old"))));
+        // Not due yet; then due, and B may poll.
+        let early = worker(&shared, 10_400);
+        b.on_tick(&early, &vk());
+        assert!(early.http_calls.borrow().is_empty());
+        let later = worker(&shared, 10_600);
+        b.on_tick(&later, &vk());
+        let calls = later.http_calls.borrow().clone();
+        assert!(calls[0].1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/changes?since=41&limit=1000"));
+        let hash = keys::hash("sk-blocked");
+        let size = answer(
+            &later,
+            200,
+            json!({"seq": 43, "latest": 43, "more": false, "reset": false, "changes": [
+            {"seq": 42, "kind": "key", "id": hash}, {"seq": 43, "kind": "customer", "id": "u1"}]}),
+        );
+        b.on_http_call_response(&later, 1, size);
+        let entry = shared.data.borrow().get(&keys::cache_key(&hash)).map(|(v, _)| v.clone()).unwrap();
+        assert_eq!(CachedKey::decode(&entry), Some(CachedKey::Changed { seq: 42 }));
+        assert_eq!(feed(&shared).seq, Some(43));
+    }
+
+    #[test]
+    fn a_failed_poll_or_a_long_page() {
+        let shared = Rc::new(FakeShared::default());
+        let mut a = FeedFollower::default();
+        let w = worker(&shared, 1_000);
+        a.on_tick(&w, &vk());
+        let size = answer(&w, 503, json!({}));
+        a.on_http_call_response(&w, 1, size);
+        assert_eq!(feed(&shared), FeedState { seq: None, not_before_ms: 1_500 }, "retried soon, position kept");
+        let w = worker(&shared, 1_600);
+        a.on_tick(&w, &vk());
+        let size = answer(&w, 200, json!({"seq": 5, "latest": 9, "more": true, "reset": false, "changes": []}));
+        a.on_http_call_response(&w, 1, size);
+        assert_eq!(feed(&shared), FeedState { seq: Some(9), not_before_ms: 0 }, "the first poll takes the latest");
+        // A lease held by a worker that died expires.
+        let shared = Rc::new(FakeShared::default());
+        let mut dead = FeedFollower::default();
+        dead.on_tick(&worker(&shared, 1_000), &vk());
+        let mut other = FeedFollower::default();
+        let soon = worker(&shared, 3_999);
+        other.on_tick(&soon, &vk());
+        assert!(soon.http_calls.borrow().is_empty());
+        let after = worker(&shared, 4_001);
+        other.on_tick(&after, &vk());
+        assert_eq!(after.http_calls.borrow().len(), 1);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        for state in [FeedState { seq: None, not_before_ms: 5 }, FeedState { seq: Some(0), not_before_ms: 0 }] {
+            assert_eq!(FeedState::decode(Some(&state.encode())), state);
+        }
+        assert_eq!(FeedState::decode(Some(b"bad")), FeedState { seq: None, not_before_ms: 0 });
+    }
+}
