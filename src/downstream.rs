@@ -19,6 +19,7 @@ use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult, Stored};
 use crate::json::parse_request;
 use crate::keys::{self, CachedKey, KeyRecord};
+use crate::limits::{self, Limited, Taken};
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
 use crate::upstream::{StallWatchdog, StreamWatch, STALLS, STATUS_HEADER};
@@ -103,8 +104,11 @@ pub struct DownstreamExchange {
     /// Envoy's `x-request-id`, under which the hand-off keeps this request's facts for
     /// its retries.
     request_id: Option<String>,
-    /// The request's facts were handed off (and must be forgotten when it ends).
-    handed_off: bool,
+    /// The request's facts as handed off (forgotten when it ends), where its answer's
+    /// usage comes back.
+    info: Option<Rc<RequestInfo>>,
+    /// Room the request took in its rate limits, given back when it ends.
+    taken: Vec<Taken>,
 }
 
 /// Who is calling, as the auth phase established.
@@ -152,7 +156,8 @@ impl DownstreamExchange {
             stream: false,
             stall_watch: None,
             request_id: None,
-            handed_off: false,
+            info: None,
+            taken: Vec::new(),
         }
     }
 
@@ -346,12 +351,13 @@ impl DownstreamExchange {
         };
         // Phase 2, parse.
         let config = Rc::clone(&self.config);
-        let requested = match inspect(&config, operation, &body) {
+        let count_tokens = matches!(&self.caller, Some(Caller::Key(record)) if record.limits_tokens());
+        let requested = match inspect(&config, operation, &body, count_tokens) {
             Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
         // Phase 3, admission.
-        if let Err(err) = self.admit(&requested) {
+        if let Err(err) = self.admit(host, &requested) {
             return reply_error(host, &err);
         }
         // Phase 4, route.
@@ -361,13 +367,49 @@ impl DownstreamExchange {
         }
     }
 
-    /// Phase 3: may the caller do this? A virtual key (and its team) must be allowed the
-    /// model group it named.
-    fn admit(&self, requested: &Requested) -> Result<(), GatewayError> {
-        match &self.caller {
-            Some(Caller::Key(record)) => record.may_use(&requested.asked_for),
-            _ => Ok(()),
+    /// Phase 3: may the caller do this, now? A virtual key (and its team) must be
+    /// allowed the model group it named, and every rate limit of the key, its team, its
+    /// user and the key's per-model limit must have room.
+    fn admit(&mut self, host: &dyn Host, requested: &Requested) -> Result<(), GatewayError> {
+        let (Some(Caller::Key(record)), Some(vk)) = (&self.caller, &self.config.virtual_keys) else { return Ok(()) };
+        record.may_use(&requested.asked_for)?;
+        let model = requested.asked_for.as_str();
+        let key = &record.limits;
+        let mut entities =
+            vec![Limited::new("api_key", &record.token, key.rpm_limit, key.tpm_limit, key.max_parallel_requests)];
+        let (model_rpm, model_tpm) = (key.model_rpm_limit.get(model).copied(), key.model_tpm_limit.get(model).copied());
+        if model_rpm.is_some() || model_tpm.is_some() {
+            entities.push(Limited::new(
+                "model_per_key",
+                &format!("{}:{model}", record.token),
+                model_rpm,
+                model_tpm,
+                None,
+            ));
         }
+        if let Some(team) = &record.team {
+            let l = &team.limits;
+            entities.push(Limited::new("team", &team.team_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
+        }
+        if let Some(user) = &record.user {
+            let l = &user.limits;
+            entities.push(Limited::new("user", &user.user_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
+        }
+        if entities.iter().any(Limited::limits_anything) {
+            let now_ms = host.now_nanos() / 1_000_000;
+            self.taken = limits::admit(host, &entities, requested.tokens, now_ms, vk.parallel_slot_ttl * 1000)?;
+        }
+        Ok(())
+    }
+
+    /// The request is over (answered, refused, reset or abandoned): give back its room in
+    /// the rate limits, with its real token count when the provider reported one.
+    pub fn on_done(&mut self, host: &dyn Host) {
+        if self.taken.is_empty() {
+            return;
+        }
+        let tokens = self.info.as_ref().and_then(|i| i.total_tokens.get());
+        limits::release(host, &std::mem::take(&mut self.taken), tokens, host.now_nanos() / 1_000_000);
     }
 
     /// Phase 4: sends the request to its model group's route, strips the client's
@@ -388,15 +430,15 @@ impl DownstreamExchange {
         for name in &self.credentials_present {
             host.remove_request_header(name)?;
         }
-        HANDOFF.with(|h| h.publish(self.request_id.as_deref(), RequestInfo { operation, stream: requested.stream }));
-        self.handed_off = true;
+        let info = RequestInfo { operation, stream: requested.stream, ..RequestInfo::default() };
+        self.info = Some(HANDOFF.with(|h| h.publish(self.request_id.as_deref(), info)));
         Ok(())
     }
 }
 
 impl Drop for DownstreamExchange {
     fn drop(&mut self) {
-        if let (true, Some(id)) = (self.handed_off, &self.request_id) {
+        if let (Some(_), Some(id)) = (&self.info, &self.request_id) {
             let _ = HANDOFF.try_with(|h| h.forget(id));
         }
     }
@@ -408,6 +450,8 @@ struct Requested<'c> {
     /// The model group to route to: the one asked for, or a context-window fallback.
     route_to: &'c ModelEntry,
     stream: bool,
+    /// Estimated input tokens (four characters a token): what token limits admit on.
+    tokens: u64,
 }
 
 impl DownstreamExchange {
@@ -431,6 +475,22 @@ impl DownstreamExchange {
         if let Some(group) = &self.context_fallback {
             let _ = host.set_response_header(CONTEXT_FALLBACK_HEADER, group);
         }
+        // The key's own limits, as OpenAI reports an account's: what is left this minute.
+        if let Some(own) = self.taken.iter().find(|t| t.key.starts_with("sy:e:api_key:")) {
+            let (rpm, requests_left, tpm, tokens_left) = own.remaining;
+            let mut headers: Vec<(&str, String)> = Vec::with_capacity(4);
+            if let Some(limit) = rpm {
+                headers.push(("x-ratelimit-limit-requests", limit.to_string()));
+                headers.push(("x-ratelimit-remaining-requests", requests_left.to_string()));
+            }
+            if let Some(limit) = tpm {
+                headers.push(("x-ratelimit-limit-tokens", limit.to_string()));
+                headers.push(("x-ratelimit-remaining-tokens", tokens_left.to_string()));
+            }
+            for (name, value) in headers {
+                let _ = host.set_response_header(name, &value);
+            }
+        }
         Flow::Continue
     }
 }
@@ -453,7 +513,14 @@ impl DownstreamExchange {
 }
 
 /// Parses and validates a request for its operation and picks its model group.
-fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) -> Result<Requested<'c>, GatewayError> {
+/// `count_tokens`: estimate the input tokens even for a group without a context window
+/// (a token rate limit needs them).
+fn inspect<'c>(
+    config: &'c DownstreamConfig,
+    operation: Operation,
+    body: &[u8],
+    count_tokens: bool,
+) -> Result<Requested<'c>, GatewayError> {
     // Input tokens are only estimated for groups with a known context window.
     let entry_for =
         |model: &str| config.model(model).ok_or_else(|| GatewayError::ModelNotFound { model: model.into() });
@@ -468,7 +535,7 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
             let stray = stray(&[(other("input"), Operation::Embeddings), (other("prompt"), Operation::Completions)]);
             validate::chat_request(&req)?;
             let entry = entry_for(&req.model)?;
-            let tokens = entry.context_window.map(|_| tokens::chat(&req));
+            let tokens = (entry.context_window.is_some() || count_tokens).then(|| tokens::chat(&req));
             (req.model.into_owned(), entry, req.stream, tokens, stray)
         }
         Operation::Embeddings => {
@@ -476,7 +543,9 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
             let stray =
                 stray(&[(req.messages.is_some(), Operation::Chat), (req.prompt.is_some(), Operation::Completions)]);
             validate::embeddings_request(&req)?;
-            (req.model.to_string(), entry_for(&req.model)?, false, None, stray)
+            // About four bytes a token, the body's JSON included: an upper estimate.
+            let tokens = count_tokens.then_some(body.len() as u64 / 4);
+            (req.model.to_string(), entry_for(&req.model)?, false, tokens, stray)
         }
         Operation::Completions => {
             let req: CompletionsRequest = parse_request(body)?;
@@ -484,7 +553,7 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
                 stray(&[(req.messages.is_some(), Operation::Chat), (req.input.is_some(), Operation::Embeddings)]);
             validate::completions_request(&req)?;
             let entry = entry_for(&req.model)?;
-            let tokens = entry.context_window.map(|_| tokens::prompt(req.prompt));
+            let tokens = (entry.context_window.is_some() || count_tokens).then(|| tokens::prompt(req.prompt));
             (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens, stray)
         }
     };
@@ -492,7 +561,7 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
         let field = stray.defining_field();
         return Err(GatewayError::invalid(field, format!("Unrecognized request argument supplied: {field}")));
     }
-    let route_to = match tokens {
+    let route_to = match tokens.filter(|_| entry.context_window.is_some()) {
         Some(tokens) => config.fitting_model(entry, tokens).map_err(|window| GatewayError::InvalidRequest {
             message: format!(
                 "This model's maximum context length is {window} tokens, but the request is estimated at {tokens} \
@@ -503,7 +572,7 @@ fn inspect<'c>(config: &'c DownstreamConfig, operation: Operation, body: &[u8]) 
         })?,
         None => entry,
     };
-    Ok(Requested { asked_for, route_to, stream })
+    Ok(Requested { asked_for, route_to, stream, tokens: tokens.unwrap_or(0) })
 }
 
 fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {

@@ -181,6 +181,7 @@ mod tests {
             negative_cache_ttl: 5,
             stale_ttl: 600,
             timeout_ms: 1000,
+            parallel_slot_ttl: 900,
             allow_when_sidecar_down: false,
         }
     }

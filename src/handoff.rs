@@ -13,18 +13,22 @@
 //! request id two requests in flight share (a client may set its own) is ambiguous and not
 //! used; an attempt that finds nothing falls back to reading the body's shape.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::operation::Operation;
 
-/// What the upstream filter needs to know of the client's request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the upstream filter needs to know of the client's request, and what it tells
+/// back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
     pub operation: Operation,
     /// The client asked for a stream.
     pub stream: bool,
+    /// The answer's total tokens, as its provider reported them (set by the attempt that
+    /// answered).
+    pub total_tokens: Cell<Option<u64>>,
 }
 
 /// The per-VM hand-off: the first attempt's slot, and every request in flight by id.
@@ -48,7 +52,7 @@ const IN_FLIGHT_LIMIT: usize = 65_536;
 impl Handoff {
     /// The downstream filter lets a request go to the router: its first attempt takes
     /// `info` from the slot, later ones find it by `request_id`.
-    pub fn publish(&self, request_id: Option<&str>, info: RequestInfo) {
+    pub fn publish(&self, request_id: Option<&str>, info: RequestInfo) -> Rc<RequestInfo> {
         let info = Rc::new(info);
         if let Some(id) = request_id.filter(|id| !id.is_empty()) {
             let mut by_id = self.by_id.borrow_mut();
@@ -64,7 +68,8 @@ impl Handoff {
                 })
                 .or_insert_with(|| (1, Some(Rc::clone(&info))));
         }
-        *self.pending.borrow_mut() = Some(info);
+        *self.pending.borrow_mut() = Some(Rc::clone(&info));
+        info
     }
 
     /// For the first attempt: what the downstream filter just published.
@@ -98,13 +103,13 @@ mod tests {
     use super::*;
 
     fn info(operation: Operation) -> RequestInfo {
-        RequestInfo { operation, stream: false }
+        RequestInfo { operation, ..RequestInfo::default() }
     }
 
     #[test]
     fn the_first_attempt_takes_the_slot_and_retries_find_by_id() {
         let h = Handoff::default();
-        h.publish(Some("req-1"), info(Operation::Embeddings));
+        let _ = h.publish(Some("req-1"), info(Operation::Embeddings));
         assert_eq!(h.take_pending().map(|i| i.operation), Some(Operation::Embeddings));
         assert_eq!(h.take_pending(), None, "taken once");
         assert_eq!(h.find("req-1").map(|i| i.operation), Some(Operation::Embeddings));
@@ -116,20 +121,20 @@ mod tests {
     #[test]
     fn a_shared_request_id_is_ambiguous_and_never_misattributed() {
         let h = Handoff::default();
-        h.publish(Some("same"), info(Operation::Chat));
-        h.publish(Some("same"), info(Operation::Completions));
+        let _ = h.publish(Some("same"), info(Operation::Chat));
+        let _ = h.publish(Some("same"), info(Operation::Completions));
         assert_eq!(h.find("same"), None);
         h.forget("same");
         // The other request with that id is still in flight: a newcomer must not make
         // the id point at its facts.
-        h.publish(Some("same"), info(Operation::Embeddings));
+        let _ = h.publish(Some("same"), info(Operation::Embeddings));
         assert_eq!(h.find("same"), None);
         h.forget("same");
         h.forget("same");
         assert_eq!(h.in_flight(), 0);
-        h.publish(Some("same"), info(Operation::Embeddings));
+        let _ = h.publish(Some("same"), info(Operation::Embeddings));
         assert_eq!(h.find("same").map(|i| i.operation), Some(Operation::Embeddings));
-        h.publish(None, info(Operation::Chat));
+        let _ = h.publish(None, info(Operation::Chat));
         assert_eq!(h.take_pending().map(|i| i.operation), Some(Operation::Chat));
     }
 }

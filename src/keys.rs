@@ -120,6 +120,15 @@ fn allows(models: &[String], model: &str) -> bool {
 }
 
 impl KeyRecord {
+    /// Some token limit applies to the key's requests (its own, per model, its team's or
+    /// its user's).
+    pub fn limits_tokens(&self) -> bool {
+        let any = |l: &Limits| l.tpm_limit.is_some() || !l.model_tpm_limit.is_empty();
+        any(&self.limits)
+            || self.team.as_ref().is_some_and(|t| any(&t.limits))
+            || self.user.as_ref().is_some_and(|u| any(&u.limits))
+    }
+
     /// The key may be used at `now` (unix seconds): not blocked, its team not blocked,
     /// not expired. The errors are 401s, as LiteLLM answers them.
     pub fn usable(&self, now: u64) -> Result<(), GatewayError> {

@@ -22,6 +22,7 @@ pub mod host;
 pub mod json;
 pub mod keys;
 pub mod legacy;
+pub mod limits;
 pub mod operation;
 pub mod pairs;
 pub mod providers;

@@ -3,8 +3,9 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Operation {
+    #[default]
     Chat,
     Embeddings,
     /// Legacy text completions (`/v1/completions`).

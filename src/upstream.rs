@@ -291,6 +291,9 @@ impl UpstreamExchange {
             request: &self.facts,
         };
         let out = endpoint.provider.adapter().response(&ctx, self.operation, self.response_status, &body);
+        if let (Some(info), Some(usage)) = (&self.info, &out.usage) {
+            info.total_tokens.set(Some(usage.total_tokens));
+        }
         let result = host
             .set_response_body(body.len(), &out.body)
             .and_then(|()| host.set_response_header("content-length", &out.body.len().to_string()))
@@ -319,6 +322,9 @@ impl UpstreamExchange {
         translator.push(&chunk, &mut out);
         if end_of_stream {
             translator.finish(&mut out);
+            if let (Some(info), Some(usage)) = (&self.info, translator.usage()) {
+                info.total_tokens.set(Some(usage.total_tokens));
+            }
         }
         if let Err(e) = host.set_response_body(chunk.len(), &out) {
             log::error!("upstream filter: could not write the translated stream: {e}");

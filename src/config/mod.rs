@@ -92,6 +92,9 @@ pub struct VirtualKeys {
     /// Seconds a known key keeps working from the cache while the sidecar cannot answer.
     pub stale_ttl: u64,
     pub timeout_ms: u32,
+    /// Seconds a request-in-flight slot is held at most: a slot whose request vanished
+    /// (a trapped VM) frees itself then.
+    pub parallel_slot_ttl: u64,
     /// A key the cache does not know while the sidecar is down: refused with a 503, or let
     /// through (`allow`, counted as `switchyard.keys.unverified_allowed`).
     pub allow_when_sidecar_down: bool,
@@ -139,6 +142,8 @@ struct RawVirtualKeys {
     stale_ttl: Option<u64>,
     #[serde(default)]
     timeout_ms: Option<u32>,
+    #[serde(default)]
+    parallel_slot_ttl: Option<u64>,
     #[serde(default)]
     when_sidecar_down: Option<String>,
 }
@@ -299,6 +304,7 @@ fn validate_downstream(
             negative_cache_ttl: vk.negative_cache_ttl.unwrap_or(5),
             stale_ttl: vk.stale_ttl.unwrap_or(600),
             timeout_ms: vk.timeout_ms.unwrap_or(1000),
+            parallel_slot_ttl: vk.parallel_slot_ttl.unwrap_or(900),
             allow_when_sidecar_down,
         })
     });

@@ -334,7 +334,7 @@ fn routed_requests_hand_their_facts_to_their_attempts_until_they_end() {
 mod virtual_keys {
     use super::*;
     use crate::host::FakeShared;
-    use crate::keys;
+    use crate::keys::{self, CachedKey};
 
     const MASTER: &str = "sk-master-0123456789";
     const SECRET: &str = "internal-secret";
@@ -522,6 +522,70 @@ mod virtual_keys {
         let mut ex = DownstreamExchange::new(vk_config("deny"));
         ex.on_request_headers(&none, true);
         assert_eq!(none.reply().unwrap().0, 401);
+    }
+
+    /// A key the cache knows (as the sidecar would have answered), on every worker.
+    fn cached(shared: &Rc<FakeShared>, key: &str, rec: Value) {
+        let entry = CachedKey::encode_answer(1000, Some(rec.to_string().as_bytes()));
+        shared.data.borrow_mut().insert(keys::cache_key(&keys::hash(key)), (entry, 1));
+    }
+
+    #[test]
+    fn rate_limits_of_the_key_and_its_team_hold_and_are_reported() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        cached(
+            &shared,
+            "sk-user",
+            record(json!({"rpm_limit": 2, "tpm_limit": 1000, "max_parallel_requests": 5,
+            "team": {"team_id": "t1", "rpm_limit": 3}})),
+        );
+        let mut done = Vec::new();
+        for expected in [Flow::Continue, Flow::Continue] {
+            let mut h = host(&shared, "sk-user", "demo", 1010);
+            h.now_ns = 1_010_000_000_000;
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            assert_eq!(send(&mut ex, &h).1, expected);
+            // 1 cache read, then a read and a write for the key and for the team.
+            assert_eq!(h.shared_calls.get(), 5, "host calls admission costs");
+            *h.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+            ex.on_response_headers(&h);
+            assert_eq!(h.response_header_value("x-ratelimit-limit-requests").as_deref(), Some("2"));
+            done.push((ex, h));
+        }
+        assert_eq!(done[1].1.response_header_value("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+        let mut h = host(&shared, "sk-user", "demo", 1010);
+        h.now_ns = 1_010_000_000_000;
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        let reply = h.local_reply.borrow().clone().unwrap();
+        assert_eq!(reply.0, 429);
+        let header = |n: &str| reply.1.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(header("retry-after").as_deref(), Some("10"), "to the end of the minute");
+        assert_eq!(header("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+        let body: Value = serde_json::from_slice(&reply.2).unwrap();
+        assert_eq!(
+            (body["error"]["code"].as_str(), body["error"]["type"].as_str()),
+            (Some("rate_limit_exceeded"), Some("requests"))
+        );
+        // Ending the requests gives back their slots (the window's count stays).
+        for (mut ex, h) in done {
+            ex.on_done(&h);
+        }
+        let state =
+            crate::limits::State::decode(&shared.data.borrow()[&format!("sy:e:api_key:{}", keys::hash("sk-user"))].0);
+        assert_eq!((state.requests, state.in_flight.len()), (2, 0));
+    }
+
+    #[test]
+    fn unlimited_keys_pay_no_limit_host_calls() {
+        let shared = Rc::new(FakeShared::default());
+        cached(&shared, "sk-free", record(json!({})));
+        let h = host(&shared, "sk-free", "demo", 1010);
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        assert_eq!(send(&mut ex, &h).1, Flow::Continue);
+        ex.on_done(&h);
+        assert_eq!(h.shared_calls.get(), 1, "the cache read only");
     }
 
     #[test]

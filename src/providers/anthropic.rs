@@ -85,7 +85,7 @@ impl ProviderAdapter for Anthropic {
             return TranslatedResponse::error(&translate_error(ctx.api_key, status, body));
         }
         match translate_response(ctx, body) {
-            Ok(body) => TranslatedResponse { status: 200, body },
+            Ok((body, usage)) => TranslatedResponse { status: 200, body, usage: Some(usage) },
             Err(err) => TranslatedResponse::error(&err),
         }
     }
@@ -795,7 +795,7 @@ pub fn usage(u: &AUsage) -> Usage {
     }
 }
 
-fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
     let resp: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })?;
     let mut texts: Vec<Cow<str>> = Vec::new();
@@ -883,6 +883,7 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Gat
         system_fingerprint: None,
     };
     serde_json::to_vec(&completion)
+        .map(|body| (body, completion.usage.clone()))
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })
 }
 

@@ -88,7 +88,7 @@ impl ProviderAdapter for Gemini {
             _ => chat_response(ctx, body),
         };
         match result {
-            Ok(body) => TranslatedResponse { status: 200, body },
+            Ok((body, usage)) => TranslatedResponse { status: 200, body, usage: Some(usage) },
             Err(err) => TranslatedResponse::error(&err),
         }
     }
@@ -741,7 +741,7 @@ pub(crate) fn usage(u: &UsageMetadata) -> Usage {
     }
 }
 
-fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
     let resp: GenerateContentResponse = match serde_json::from_slice(body) {
         Ok(resp) => resp,
         Err(e) => {
@@ -864,6 +864,7 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayE
         system_fingerprint: None,
     };
     serde_json::to_vec(&completion)
+        .map(|body| (body, completion.usage.clone()))
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })
 }
 
@@ -1073,7 +1074,7 @@ fn unit_length(values: &[f64]) -> Option<Vec<f64>> {
     Some(values.iter().map(|v| v / norm).collect())
 }
 
-fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
     let malformed = |detail: String| GatewayError::ProviderMalformed { provider: NAME, detail };
     if parse_error_body(body).is_some() {
         return Err(translate_error(ctx.api_key, 200, body));
@@ -1124,7 +1125,8 @@ fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<Vec<u8>, Ga
         model: &ctx.request.model,
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
     };
-    serde_json::to_vec(&list).map_err(|e| malformed(e.to_string()))
+    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Usage::default() };
+    serde_json::to_vec(&list).map(|body| (body, usage)).map_err(|e| malformed(e.to_string()))
 }
 
 mod stream;

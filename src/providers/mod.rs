@@ -236,11 +236,14 @@ pub enum ResponseHandling {
 pub struct TranslatedResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The answer's token usage, where the translation read it (rate limits and, later,
+    /// spend count it without another parse).
+    pub usage: Option<crate::schema::openai::Usage>,
 }
 
 impl TranslatedResponse {
     pub fn error(err: &GatewayError) -> Self {
-        TranslatedResponse { status: err.status(), body: err.body() }
+        TranslatedResponse { status: err.status(), body: err.body(), usage: None }
     }
 }
 

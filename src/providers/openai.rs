@@ -166,7 +166,7 @@ impl ProviderAdapter for OpenAi {
                 }
             }
         };
-        TranslatedResponse { status, body: rewritten.unwrap_or_else(|| body.to_vec()) }
+        TranslatedResponse { status, body: rewritten.unwrap_or_else(|| body.to_vec()), usage: None }
     }
 
     fn stream(&self, ctx: StreamContext) -> Box<dyn StreamTranslator> {

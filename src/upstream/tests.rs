@@ -427,7 +427,8 @@ fn attempts_take_the_operation_from_the_hand_off_not_the_body() {
     // A body whose shape would say chat: the hand-off says embeddings, and wins.
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     let host = host_for(&meta, &[], &body);
-    HANDOFF.with(|h| h.publish(Some("req-7"), RequestInfo { operation: Operation::Embeddings, stream: false }));
+    let _ = HANDOFF
+        .with(|h| h.publish(Some("req-7"), RequestInfo { operation: Operation::Embeddings, ..RequestInfo::default() }));
     let _ = send_request(&host);
     assert_eq!(host.request_header(":path").as_deref(), Some("/v1/embeddings"));
     assert_eq!(host.header_reads(), 1, "the first attempt reads only its attempt count");

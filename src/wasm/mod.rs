@@ -258,6 +258,11 @@ impl HttpContext for DownstreamHttp {
         }
         action(profile::time(18, || self.0.on_response_body(&WasmHost, body_size, end_of_stream)))
     }
+    fn on_log(&mut self) {
+        if !cfg!(feature = "idle") {
+            self.0.on_done(&WasmHost);
+        }
+    }
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         if let Some(held) = idle(end_of_stream) {
             return held;

@@ -197,3 +197,47 @@ def fresh_mock(anthropic_mock):
 def test_anthropic_mock_is_the_same_for_all(anthropic_mock):
     # Guards the module's assumption that the session mock serves both groups.
     assert isinstance(anthropic_mock, AnthropicMock)
+
+
+def test_requests_per_minute_hold_across_workers_with_retry_after(gw, anthropic_mock):
+    import concurrent.futures
+
+    # Not across a minute's turn (the window would restart mid-burst).
+    if time.time() % 60 > 55:
+        time.sleep(60 - time.time() % 60 + 0.1)
+    key = new_key(gw, rpm_limit=5)
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+
+        def one(_):
+            return client.post("/v1/chat/completions", json={"model": "claude", **HI},
+                               headers={"Authorization": f"Bearer {key}"})
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(one, range(12)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 5 + [429] * 7, "exactly the limit, whichever worker served"
+    refused = next(r for r in responses if r.status_code == 429)
+    error = openai_error(refused)
+    assert (error["code"], error["type"]) == ("rate_limit_exceeded", "requests")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-limit-requests"] == "5"
+    admitted = next(r for r in responses if r.status_code == 200)
+    assert admitted.headers["x-ratelimit-limit-requests"] == "5"
+    assert int(admitted.headers["x-ratelimit-remaining-requests"]) < 5
+
+
+def test_parallel_requests_are_limited_and_slots_come_back(gw, anthropic_mock):
+    from mockproviders import Delay
+
+    key = new_key(gw, max_parallel_requests=1)
+    anthropic_mock.enqueue(Delay(1.5))
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(ask, gw, key)
+        time.sleep(0.5)
+        second = ask(gw, key)
+        assert second.status_code == 429, second.text
+        assert openai_error(second)["message"].startswith("Rate limit exceeded for api_key. Limit type: max_parallel")
+        assert slow.result().status_code == 200
+    assert ask(gw, key).status_code == 200, "the slot came back when the request ended"
