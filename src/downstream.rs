@@ -12,14 +12,14 @@
 
 use std::rc::Rc;
 
-use crate::config::{DownstreamConfig, ModelEntry, ModelObject, ROUTE_HEADER};
+use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
 use crate::handoff::{RequestInfo, HANDOFF};
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult, Stored};
 use crate::json::parse_request;
 use crate::keys::{self, CachedKey, KeyRecord};
-use crate::limits::{self, Limited, Taken};
+use crate::limits::{self, Admission, Ask, GrantAnswer, Grants, Limited, Taken};
 use crate::operation::Operation;
 use crate::schema::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
 use crate::upstream::{StallWatchdog, StreamWatch, STALLS, STATUS_HEADER};
@@ -109,6 +109,8 @@ pub struct DownstreamExchange {
     info: Option<Rc<RequestInfo>>,
     /// Room the request took in its rate limits, given back when it ends.
     taken: Vec<Taken>,
+    /// The grant callout the admission phase waits for (global rate limits).
+    grant_wait: Option<GrantWait>,
 }
 
 /// Who is calling, as the auth phase established.
@@ -131,6 +133,17 @@ struct KeyWait {
     hash: String,
     /// The cached record, too old to trust but still good while the sidecar is down.
     stale: Option<Box<KeyRecord>>,
+}
+
+/// A window-grant callout in flight for the admission phase, and what the request needs
+/// to carry on when it answers.
+struct GrantWait {
+    token: u32,
+    asks: Vec<Ask>,
+    /// Grant answers admission had before this ask (it asks twice at most).
+    answers: u8,
+    operation: Operation,
+    requested: Requested,
 }
 
 /// What the auth phase could decide from the headers alone.
@@ -158,6 +171,7 @@ impl DownstreamExchange {
             request_id: None,
             info: None,
             taken: Vec::new(),
+            grant_wait: None,
         }
     }
 
@@ -277,15 +291,13 @@ impl DownstreamExchange {
     /// The sidecar answered a key lookup: cache what it said, then carry on with the
     /// request (or refuse it).
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        if let Some(wait) = self.grant_wait.take_if(|w| w.token == token) {
+            return self.on_grants(host, wait, body_size);
+        }
         let Some(wait) = self.key_wait.take_if(|w| w.token == token) else { return };
         let Some(vk) = self.config.virtual_keys.clone() else { return };
         let now = host.now_unix();
-        let status = host
-            .http_call_response_headers()
-            .ok()
-            .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()))
-            .unwrap_or(0);
-        let outcome = match status {
+        let outcome = match call_status(host) {
             200 => {
                 let body = host.http_call_response_body(body_size).unwrap_or_default();
                 match serde_json::from_slice::<KeyRecord>(&body) {
@@ -356,9 +368,40 @@ impl DownstreamExchange {
             Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
+        let grants = match &self.config.virtual_keys {
+            Some(vk) if vk.global_limits => Grants::MayAsk,
+            _ => Grants::Unused,
+        };
+        self.admit_and_forward(host, operation, requested, grants, 0)
+    }
+
+    /// Phases 3 and 4: admission (which may first ask the sidecar for window grants, in
+    /// global scope; `answers`: grant answers had so far), then the route.
+    fn admit_and_forward(
+        &mut self,
+        host: &dyn Host,
+        operation: Operation,
+        requested: Requested,
+        grants: Grants,
+        answers: u8,
+    ) -> Flow {
         // Phase 3, admission.
-        if let Err(err) = self.admit(host, &requested) {
-            return reply_error(host, &err);
+        let asks = match self.admit(host, &requested, grants) {
+            Ok(None) => None,
+            Ok(Some(asks)) => Some(asks),
+            Err(err) => return reply_error(host, &err),
+        };
+        if let Some(asks) = asks {
+            match self.ask_for_grants(host, &asks) {
+                Ok(token) => {
+                    self.grant_wait = Some(GrantWait { token, asks, answers, operation, requested });
+                    return Flow::Pause;
+                }
+                Err(()) => {
+                    limits::hold_locally(host, &asks, host.now_nanos() / 1_000_000);
+                    return self.admit_and_forward(host, operation, requested, Grants::Unused, answers);
+                }
+            }
         }
         // Phase 4, route.
         match self.forward(host, operation, &requested) {
@@ -367,11 +410,69 @@ impl DownstreamExchange {
         }
     }
 
+    /// Sends a grant callout to the sidecar (`sidecar/README.md`, `/internal/v1/grants`).
+    fn ask_for_grants(&self, host: &dyn Host, asks: &[Ask]) -> Result<u32, ()> {
+        let vk = self.config.virtual_keys.as_ref().ok_or(())?;
+        let body = limits::grant_request(asks, host.now_nanos() / 1_000_000);
+        let headers = [
+            (":method", "POST"),
+            (":path", "/internal/v1/grants"),
+            (":authority", SIDECAR_AUTHORITY),
+            ("content-type", "application/json"),
+            (INTERNAL_SECRET_HEADER, vk.internal_secret.as_str()),
+        ];
+        host.http_call(&vk.sidecar_cluster, &headers, &body, vk.timeout_ms).map_err(|e| {
+            log::warn!("downstream filter: could not ask the sidecar for rate-limit grants: {e}");
+        })
+    }
+
+    /// The sidecar answered a grant callout: apply it and admit again (or, if it could not
+    /// grant, hold the limits per process), then let the request go on or refuse it.
+    fn on_grants(&mut self, host: &dyn Host, wait: GrantWait, body_size: usize) {
+        let now_ms = host.now_nanos() / 1_000_000;
+        let answer = match call_status(host) {
+            200 => serde_json::from_slice::<GrantAnswer>(&host.http_call_response_body(body_size).unwrap_or_default())
+                .ok()
+                .filter(|a| a.grants.len() == wait.asks.len()),
+            other => {
+                log::warn!("downstream filter: the sidecar answered a grant callout with status {other}");
+                None
+            }
+        };
+        let answers = wait.answers + 1;
+        let grants = match answer {
+            Some(answer) => {
+                limits::apply_grants(host, &wait.asks, &answer, now_ms);
+                if answers < 2 {
+                    Grants::MayAsk
+                } else {
+                    Grants::Final
+                }
+            }
+            None => {
+                host.count("switchyard.limits.held_locally");
+                limits::hold_locally(host, &wait.asks, now_ms);
+                Grants::Unused
+            }
+        };
+        if self.admit_and_forward(host, wait.operation, wait.requested, grants, answers) == Flow::Continue {
+            if let Err(e) = host.resume_request() {
+                log::error!("downstream filter: could not resume the request: {e}");
+            }
+        }
+    }
+
     /// Phase 3: may the caller do this, now? A virtual key (and its team) must be
     /// allowed the model group it named, and every rate limit of the key, its team, its
-    /// user and the key's per-model limit must have room.
-    fn admit(&mut self, host: &dyn Host, requested: &Requested) -> Result<(), GatewayError> {
-        let (Some(Caller::Key(record)), Some(vk)) = (&self.caller, &self.config.virtual_keys) else { return Ok(()) };
+    /// user and the key's per-model limit must have room. `Some(asks)`: not decided yet,
+    /// the sidecar is to be asked for more of some global limits first.
+    fn admit(
+        &mut self,
+        host: &dyn Host,
+        requested: &Requested,
+        grants: Grants,
+    ) -> Result<Option<Vec<Ask>>, GatewayError> {
+        let (Some(Caller::Key(record)), Some(vk)) = (&self.caller, &self.config.virtual_keys) else { return Ok(None) };
         record.may_use(&requested.asked_for)?;
         let model = requested.asked_for.as_str();
         let key = &record.limits;
@@ -397,9 +498,12 @@ impl DownstreamExchange {
         }
         if entities.iter().any(Limited::limits_anything) {
             let now_ms = host.now_nanos() / 1_000_000;
-            self.taken = limits::admit(host, &entities, requested.tokens, now_ms, vk.parallel_slot_ttl * 1000)?;
+            match limits::admit(host, &entities, requested.tokens, now_ms, vk.parallel_slot_ttl * 1000, grants)? {
+                Admission::Admitted(taken) => self.taken = taken,
+                Admission::Ask(asks) => return Ok(Some(asks)),
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The request is over (answered, refused, reset or abandoned): give back its room in
@@ -415,13 +519,12 @@ impl DownstreamExchange {
     /// Phase 4: sends the request to its model group's route, strips the client's
     /// credentials, and hands the request's facts to its attempts.
     fn forward(&mut self, host: &dyn Host, operation: Operation, requested: &Requested) -> HostResult<()> {
-        let entry = requested.route_to;
-        if entry.id != requested.asked_for {
-            self.context_fallback = Some(entry.id.clone());
+        if requested.route_to != requested.asked_for {
+            self.context_fallback = Some(requested.route_to.clone());
         }
         // Single-header edits, not a whole-map write: only these make Envoy select the
         // route again (by the header just set).
-        host.set_request_header(ROUTE_HEADER, &entry.id)?;
+        host.set_request_header(ROUTE_HEADER, &requested.route_to)?;
         self.stream = requested.stream;
         // Streams may have a route of their own (timeouts that suit a stream).
         if requested.stream {
@@ -445,10 +548,10 @@ impl Drop for DownstreamExchange {
 }
 
 /// What the downstream filter needs to know of a valid request to route it.
-struct Requested<'c> {
+struct Requested {
     asked_for: String,
     /// The model group to route to: the one asked for, or a context-window fallback.
-    route_to: &'c ModelEntry,
+    route_to: String,
     stream: bool,
     /// Estimated input tokens (four characters a token): what token limits admit on.
     tokens: u64,
@@ -476,7 +579,7 @@ impl DownstreamExchange {
             let _ = host.set_response_header(CONTEXT_FALLBACK_HEADER, group);
         }
         // The key's own limits, as OpenAI reports an account's: what is left this minute.
-        if let Some(own) = self.taken.iter().find(|t| t.key.starts_with("sy:e:api_key:")) {
+        if let Some(own) = self.taken.iter().find(|t| t.entity == "api_key") {
             let (rpm, requests_left, tpm, tokens_left) = own.remaining;
             let mut headers: Vec<(&str, String)> = Vec::with_capacity(4);
             if let Some(limit) = rpm {
@@ -515,12 +618,12 @@ impl DownstreamExchange {
 /// Parses and validates a request for its operation and picks its model group.
 /// `count_tokens`: estimate the input tokens even for a group without a context window
 /// (a token rate limit needs them).
-fn inspect<'c>(
-    config: &'c DownstreamConfig,
+fn inspect(
+    config: &DownstreamConfig,
     operation: Operation,
     body: &[u8],
     count_tokens: bool,
-) -> Result<Requested<'c>, GatewayError> {
+) -> Result<Requested, GatewayError> {
     // Input tokens are only estimated for groups with a known context window.
     let entry_for =
         |model: &str| config.model(model).ok_or_else(|| GatewayError::ModelNotFound { model: model.into() });
@@ -572,7 +675,7 @@ fn inspect<'c>(
         })?,
         None => entry,
     };
-    Ok(Requested { asked_for, route_to, stream, tokens: tokens.unwrap_or(0) })
+    Ok(Requested { asked_for, route_to: route_to.id.clone(), stream, tokens: tokens.unwrap_or(0) })
 }
 
 fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {
@@ -591,6 +694,14 @@ pub fn reply_error(host: &dyn Host, err: &GatewayError) -> Flow {
         log::error!("could not send a local reply: {e}");
     }
     Flow::Pause
+}
+
+/// The `:status` of the callout answer being read (0 if it has none: the call failed).
+fn call_status(host: &dyn Host) -> u16 {
+    host.http_call_response_headers()
+        .ok()
+        .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()))
+        .unwrap_or(0)
 }
 
 /// The `:authority` of calls to the sidecar's internal API.

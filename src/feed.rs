@@ -7,6 +7,10 @@
 //! data (`sy:feed`, compare-and-swap) polls `GET /internal/v1/changes?since=<seq>` and
 //! moves the feed's position on. A worker that dies mid-poll loses the lease when it
 //! expires, and another takes over. Each Envoy process follows the feed by itself.
+//!
+//! A process's first poll asks for the changes made since it started (less a minute, for
+//! clocks that differ), not just from "now": workers may have cached keys before that
+//! poll, and a change made between such a fetch and the poll must still reach them.
 
 use serde::Deserialize;
 
@@ -24,28 +28,37 @@ const POLL_INTERVAL_MS: u64 = 500;
 const LEASE_MS: u64 = 3_000;
 const PAGE: u32 = 1_000;
 
-/// `sy:feed`: the last change applied (`None` until the first poll) and until when the
-/// next poll is not due (a lease while one is in flight).
+/// `sy:feed`: the last change applied (`None` until the first poll), until when the next
+/// poll is not due (a lease while one is in flight), and when this process began to follow
+/// (its first tick).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FeedState {
     seq: Option<u64>,
     not_before_ms: u64,
+    started_ms: u64,
 }
+
+/// How much earlier than its start a process's first poll looks (clock differences
+/// between the Envoy host and the sidecar's).
+const START_MARGIN_SECS: u64 = 60;
 
 impl FeedState {
     fn decode(bytes: Option<&[u8]>) -> FeedState {
         let number =
             |at: usize| bytes.and_then(|b| b.get(at..at + 8)).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
         match (number(0), number(8)) {
-            (Some(seq), Some(not_before_ms)) => FeedState { seq: (seq != u64::MAX).then_some(seq), not_before_ms },
-            _ => FeedState { seq: None, not_before_ms: 0 },
+            (Some(seq), Some(not_before_ms)) => {
+                FeedState { seq: (seq != u64::MAX).then_some(seq), not_before_ms, started_ms: number(16).unwrap_or(0) }
+            }
+            _ => FeedState { seq: None, not_before_ms: 0, started_ms: 0 },
         }
     }
 
     fn encode(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16);
+        let mut out = Vec::with_capacity(24);
         out.extend_from_slice(&self.seq.unwrap_or(u64::MAX).to_le_bytes());
         out.extend_from_slice(&self.not_before_ms.to_le_bytes());
+        out.extend_from_slice(&self.started_ms.to_le_bytes());
         out
     }
 }
@@ -84,15 +97,24 @@ impl FeedFollower {
         }
         let now_ms = host.now_nanos() / 1_000_000;
         let Ok(shared) = host.shared_data(FEED_KEY) else { return };
-        let state = FeedState::decode(shared.value.as_deref());
+        let mut state = FeedState::decode(shared.value.as_deref());
+        if shared.value.is_none() {
+            state.started_ms = now_ms;
+        }
         if state.not_before_ms > now_ms {
             return;
         }
-        let claimed = FeedState { seq: state.seq, not_before_ms: now_ms + LEASE_MS };
+        let claimed = FeedState { not_before_ms: now_ms + LEASE_MS, ..state };
         if host.set_shared_data(FEED_KEY, &claimed.encode(), Some(shared.cas)) != Ok(Stored::Yes) {
             return; // another worker polls this time
         }
-        let path = format!("/internal/v1/changes?since={}&limit={PAGE}", state.seq.unwrap_or(0));
+        let path = match state.seq {
+            Some(seq) => format!("/internal/v1/changes?since={seq}&limit={PAGE}"),
+            None => format!(
+                "/internal/v1/changes?since_time={}&limit={PAGE}",
+                (state.started_ms / 1000).saturating_sub(START_MARGIN_SECS)
+            ),
+        };
         let headers = [
             (":method", "GET"),
             (":path", path.as_str()),
@@ -123,28 +145,18 @@ impl FeedFollower {
             log::debug!("switchyard: the sidecar's change feed did not answer (status {status:?})");
             return release(host, None, now_ms + POLL_INTERVAL_MS);
         };
-        let next = match since {
-            // The first poll of this Envoy process: nothing was cached before it.
-            None => page.latest,
-            Some(_) => {
-                if page.reset {
-                    log::warn!(
-                        "switchyard: the sidecar's change feed restarted (a new database?); cached keys expire by their TTL"
-                    );
-                }
-                for change in page.changes.iter().filter(|c| c.kind == "key") {
-                    let entry = CachedKey::encode_changed(change.seq);
-                    if let Err(e) = host.set_shared_data(&keys::cache_key(&change.id), &entry, None) {
-                        log::warn!("switchyard: could not mark a changed key: {e}");
-                    }
-                }
-                if page.reset {
-                    page.latest
-                } else {
-                    page.seq
-                }
+        if since.is_some() && page.reset {
+            log::warn!(
+                "switchyard: the sidecar's change feed restarted (a new database?); cached keys expire by their TTL"
+            );
+        }
+        for change in page.changes.iter().filter(|c| c.kind == "key") {
+            let entry = CachedKey::encode_changed(change.seq);
+            if let Err(e) = host.set_shared_data(&keys::cache_key(&change.id), &entry, None) {
+                log::warn!("switchyard: could not mark a changed key: {e}");
             }
-        };
+        }
+        let next = if page.reset { page.latest } else { page.seq };
         // A page cut short is followed at once.
         release(host, Some(next), if page.more { 0 } else { now_ms + POLL_INTERVAL_MS });
     }
@@ -159,7 +171,7 @@ fn release(host: &dyn Host, seq: Option<u64>, not_before_ms: u64) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        let next = FeedState { seq, not_before_ms };
+        let next = FeedState { seq, not_before_ms, ..current };
         if host.set_shared_data(FEED_KEY, &next.encode(), Some(shared.cas)) != Ok(Stored::CasMismatch) {
             return;
         }
@@ -183,6 +195,7 @@ mod tests {
             timeout_ms: 1000,
             parallel_slot_ttl: 900,
             allow_when_sidecar_down: false,
+            global_limits: false,
         }
     }
 
@@ -205,15 +218,16 @@ mod tests {
     fn one_worker_polls_and_changed_keys_are_marked() {
         let shared = Rc::new(FakeShared::default());
         let (mut a, mut b) = (FeedFollower::default(), FeedFollower::default());
-        let wa = worker(&shared, 10_000);
-        let wb = worker(&shared, 10_000);
+        let wa = worker(&shared, 100_000);
+        let wb = worker(&shared, 100_000);
         a.on_tick(&wa, &vk());
         b.on_tick(&wb, &vk());
         assert_eq!((wa.http_calls.borrow().len(), wb.http_calls.borrow().len()), (1, 0), "one poller");
         let call = wa.http_calls.borrow()[0].clone();
-        assert!(call.1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/changes?since=0&limit=1000"));
+        assert!(call.1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/changes?since_time=40&limit=1000"));
         assert!(call.1.iter().any(|(k, v)| k == "x-switchyard-internal" && v == "s3cret"));
-        // The first poll only learns the position.
+        // The first poll: the changes since this process began (less a minute), as keys
+        // may have been cached before it.
         let size = answer(
             &wa,
             200,
@@ -221,13 +235,14 @@ mod tests {
             "changes": [{"seq": 41, "kind": "key", "id": keys::hash("sk-old")}]}),
         );
         a.on_http_call_response(&wa, 1, size);
-        assert_eq!(feed(&shared), FeedState { seq: Some(41), not_before_ms: 10_500 });
-        assert!(!shared.data.borrow().contains_key(&keys::cache_key(&keys::hash("sk-old"))));
+        assert_eq!(feed(&shared), FeedState { seq: Some(41), not_before_ms: 100_500, started_ms: 100_000 });
+        let entry = shared.data.borrow().get(&keys::cache_key(&keys::hash("sk-old"))).map(|(v, _)| v.clone()).unwrap();
+        assert_eq!(CachedKey::decode(&entry), Some(CachedKey::Changed { seq: 41 }));
         // Not due yet; then due, and B may poll.
-        let early = worker(&shared, 10_400);
+        let early = worker(&shared, 100_400);
         b.on_tick(&early, &vk());
         assert!(early.http_calls.borrow().is_empty());
-        let later = worker(&shared, 10_600);
+        let later = worker(&shared, 100_600);
         b.on_tick(&later, &vk());
         let calls = later.http_calls.borrow().clone();
         assert!(calls[0].1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/changes?since=41&limit=1000"));
@@ -252,12 +267,16 @@ mod tests {
         a.on_tick(&w, &vk());
         let size = answer(&w, 503, json!({}));
         a.on_http_call_response(&w, 1, size);
-        assert_eq!(feed(&shared), FeedState { seq: None, not_before_ms: 1_500 }, "retried soon, position kept");
+        assert_eq!(feed(&shared), FeedState { seq: None, not_before_ms: 1_500, started_ms: 1_000 }, "retried soon");
         let w = worker(&shared, 1_600);
         a.on_tick(&w, &vk());
         let size = answer(&w, 200, json!({"seq": 5, "latest": 9, "more": true, "reset": false, "changes": []}));
         a.on_http_call_response(&w, 1, size);
-        assert_eq!(feed(&shared), FeedState { seq: Some(9), not_before_ms: 0 }, "the first poll takes the latest");
+        assert_eq!(
+            feed(&shared),
+            FeedState { seq: Some(5), not_before_ms: 0, started_ms: 1_000 },
+            "a long page: at once"
+        );
         // A lease held by a worker that died expires.
         let shared = Rc::new(FakeShared::default());
         let mut dead = FeedFollower::default();
@@ -273,9 +292,12 @@ mod tests {
 
     #[test]
     fn state_round_trips() {
-        for state in [FeedState { seq: None, not_before_ms: 5 }, FeedState { seq: Some(0), not_before_ms: 0 }] {
+        for state in [
+            FeedState { seq: None, not_before_ms: 5, started_ms: 3 },
+            FeedState { seq: Some(0), not_before_ms: 0, started_ms: 0 },
+        ] {
             assert_eq!(FeedState::decode(Some(&state.encode())), state);
         }
-        assert_eq!(FeedState::decode(Some(b"bad")), FeedState { seq: None, not_before_ms: 0 });
+        assert_eq!(FeedState::decode(Some(b"bad")), FeedState { seq: None, not_before_ms: 0, started_ms: 0 });
     }
 }

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_sidecar::api::{router, AppState};
@@ -121,7 +120,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(config.addr);
-    let state = Arc::new(AppState { store, master_key: config.master_key, internal_secret: config.internal_secret });
+    let state = AppState::new(store, config.master_key, config.internal_secret);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(addr = %addr, backend, "listening");
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -24,7 +23,7 @@ const MASTER: &str = "sk-test-master";
 async fn app(dir: &tempfile::TempDir) -> Router {
     let url = format!("sqlite://{}", dir.path().join("api.db").display());
     let store = store::open(&url).await.unwrap();
-    let state = Arc::new(AppState { store, master_key: Some(MASTER.into()), internal_secret: Some("s3cret".into()) });
+    let state = AppState::new(store, Some(MASTER.into()), Some("s3cret".into()));
     router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
 }
 

@@ -98,6 +98,9 @@ pub struct VirtualKeys {
     /// A key the cache does not know while the sidecar is down: refused with a 503, or let
     /// through (`allow`, counted as `switchyard.keys.unverified_allowed`).
     pub allow_when_sidecar_down: bool,
+    /// Rate limits held across Envoy processes by window grants from the sidecar
+    /// (`rate_limit_scope: global`), not by each process alone (`process`, the default).
+    pub global_limits: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +149,8 @@ struct RawVirtualKeys {
     parallel_slot_ttl: Option<u64>,
     #[serde(default)]
     when_sidecar_down: Option<String>,
+    #[serde(default)]
+    rate_limit_scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +299,14 @@ fn validate_downstream(
                 false
             }
         };
+        let global_limits = match vk.rate_limit_scope.as_deref() {
+            None | Some("process") => false,
+            Some("global") => true,
+            Some(other) => {
+                errors.push(format!("virtual_keys.rate_limit_scope: must be process or global, not {other:?}"));
+                false
+            }
+        };
         if vk.timeout_ms == Some(0) {
             errors.push("virtual_keys.timeout_ms: must be at least 1".into());
         }
@@ -306,6 +319,7 @@ fn validate_downstream(
             timeout_ms: vk.timeout_ms.unwrap_or(1000),
             parallel_slot_ttl: vk.parallel_slot_ttl.unwrap_or(900),
             allow_when_sidecar_down,
+            global_limits,
         })
     });
     if !errors.is_empty() {

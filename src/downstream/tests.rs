@@ -340,9 +340,15 @@ mod virtual_keys {
     const SECRET: &str = "internal-secret";
 
     fn vk_config(when_down: &str) -> Rc<DownstreamConfig> {
+        vk_config_with(json!({"when_sidecar_down": when_down}))
+    }
+
+    fn vk_config_with(extra: Value) -> Rc<DownstreamConfig> {
+        let mut vk = json!({"sidecar_cluster": "switchyard_sidecar", "internal_secret_env": "SY_SECRET",
+                             "cache_ttl": 60, "negative_cache_ttl": 5, "stale_ttl": 600});
+        vk.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let doc = json!({"stage": "downstream", "models": [{"id": "demo"}, {"id": "gpt"}], "master_key_env": "GW_KEY",
-            "virtual_keys": {"sidecar_cluster": "switchyard_sidecar", "internal_secret_env": "SY_SECRET",
-                             "cache_ttl": 60, "negative_cache_ttl": 5, "stale_ttl": 600, "when_sidecar_down": when_down}});
+            "virtual_keys": vk});
         let env = |name: &str| match name {
             "GW_KEY" => Some(MASTER.to_string()),
             "SY_SECRET" => Some(SECRET.to_string()),
@@ -573,8 +579,107 @@ mod virtual_keys {
             ex.on_done(&h);
         }
         let state =
-            crate::limits::State::decode(&shared.data.borrow()[&format!("sy:e:api_key:{}", keys::hash("sk-user"))].0);
+            crate::limits::State::decode(&shared.data.borrow()[&format!("sy:rl:api_key:{}", keys::hash("sk-user"))].0);
         assert_eq!((state.requests, state.in_flight.len()), (2, 0));
+    }
+
+    /// Answers the latest grant callout with `grants` (`None`: the sidecar failed, 503).
+    fn grant_answer(ex: &mut DownstreamExchange, h: &FakeHost, grants: Option<Value>) {
+        let token = h.http_calls.borrow().len() as u32;
+        let (status, body) = match grants {
+            Some(g) => ("200", json!({"window": h.now_ns / 60_000_000_000, "grants": g}).to_string().into_bytes()),
+            None => ("503", Vec::new()),
+        };
+        *h.call_response.borrow_mut() = (vec![(":status".into(), status.into())], body.clone());
+        ex.on_http_call_response(h, token, body.len());
+    }
+
+    #[test]
+    fn global_limits_ask_the_sidecar_for_grants_and_hold_them() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config_with(json!({"rate_limit_scope": "global"}));
+        cached(&shared, "sk-user", record(json!({"rpm_limit": 3})));
+        let at = |secs: u64| {
+            let mut h = host(&shared, "sk-user", "demo", 1010);
+            h.now_ns = secs * 1_000_000_000;
+            h
+        };
+        // No grant yet: the request waits for one callout.
+        let h = at(1010);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        assert_eq!(send(&mut ex, &h), (Flow::Pause, Flow::Pause));
+        let (cluster, headers, body, _) = h.http_calls.borrow()[0].clone();
+        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(
+            (cluster.as_str(), header(":method").as_deref(), header(":path").as_deref()),
+            ("switchyard_sidecar", Some("POST"), Some("/internal/v1/grants"))
+        );
+        assert_eq!(header("x-switchyard-internal").as_deref(), Some(SECRET));
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"window": 16, "asks": [{"kind": "api_key", "id": keys::hash("sk-user"), "rpm": 3, "tpm": null,
+            "need_requests": 1, "want_requests": 1, "need_tokens": 0, "want_tokens": 0}]})
+        );
+        grant_answer(
+            &mut ex,
+            &h,
+            Some(json!([{"requests": 1, "tokens": 0, "granted_requests": 1, "granted_tokens": 0}])),
+        );
+        assert_eq!((h.resumed.get(), h.request_header(ROUTE_HEADER).as_deref()), (1, Some("demo")));
+        *h.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+        ex.on_response_headers(&h);
+        assert_eq!(h.response_header_value("x-ratelimit-remaining-requests").as_deref(), Some("2"));
+        // The second asks again; another process took the rest meanwhile, so the third is
+        // refused by the sidecar's answer, and the fourth without asking.
+        let h = at(1011);
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        grant_answer(
+            &mut ex,
+            &h,
+            Some(json!([{"requests": 1, "tokens": 0, "granted_requests": 3, "granted_tokens": 0}])),
+        );
+        assert_eq!(h.resumed.get(), 1);
+        for (secs, calls) in [(1012, 1), (1013, 0)] {
+            let h = at(secs);
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            send(&mut ex, &h);
+            if calls == 1 {
+                grant_answer(
+                    &mut ex,
+                    &h,
+                    Some(json!([{"requests": 0, "tokens": 0, "granted_requests": 3, "granted_tokens": 0}])),
+                );
+            }
+            assert_eq!(h.http_calls.borrow().len(), calls);
+            let (status, body) = h.reply().unwrap();
+            assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")));
+            assert_eq!(h.resumed.get(), 0);
+        }
+    }
+
+    #[test]
+    fn global_limits_fall_back_to_the_process_while_the_sidecar_cannot_grant() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config_with(json!({"rate_limit_scope": "global"}));
+        cached(&shared, "sk-user", record(json!({"rpm_limit": 2})));
+        let mut h = host(&shared, "sk-user", "demo", 1010);
+        h.now_ns = 1_010_000_000_000;
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        grant_answer(&mut ex, &h, None);
+        assert_eq!(h.resumed.get(), 1, "admitted on the process's own count");
+        assert_eq!(h.counters.borrow().get("switchyard.limits.held_locally"), Some(&1));
+        // For the next seconds, no callout: the process holds the limit by itself.
+        let mut results = Vec::new();
+        for _ in 0..2 {
+            let mut h = host(&shared, "sk-user", "demo", 1011);
+            h.now_ns = 1_011_000_000_000;
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            results.push((send(&mut ex, &h).1, h.http_calls.borrow().len()));
+        }
+        assert_eq!(results, [(Flow::Continue, 0), (Flow::Pause, 0)], "the second is the third of the minute: 429");
     }
 
     #[test]
@@ -591,8 +696,10 @@ mod virtual_keys {
     #[test]
     fn virtual_keys_need_a_master_key_and_their_secret() {
         let doc = json!({"stage": "downstream", "models": [{"id": "demo"}],
-            "virtual_keys": {"sidecar_cluster": "s", "internal_secret_env": "MISSING", "when_sidecar_down": "maybe"}});
+            "virtual_keys": {"sidecar_cluster": "s", "internal_secret_env": "MISSING", "when_sidecar_down": "maybe",
+                             "rate_limit_scope": "planet"}});
         let errors = config::parse(doc.to_string().as_bytes(), &|_| None, 0).unwrap_err();
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("rate_limit_scope: must be process or global")), "{errors:?}");
     }
 }

@@ -89,3 +89,20 @@ def test_customer_record(sidecar):
     feed = sidecar.internal.get("/internal/v1/changes").json()["changes"]
     assert [c["kind"] for c in feed if c["id"] == cid] == ["customer", "customer"]
     error(404, "no such end user", "id", "not_found_error")(sidecar.internal.get("/internal/v1/customers/nobody"))
+
+
+def test_a_follower_starting_afresh_gets_the_changes_since_it_started(sidecar):
+    """`since_time`: the changes made at or after a time (unix seconds), so an Envoy process
+    that cached keys before its first poll misses none of their changes."""
+    import time
+    old = sidecar.post("/key/generate", {}).json()["token"]
+    time.sleep(1.1)
+    started = int(time.time())
+    new = sidecar.post("/key/generate", {}).json()["token"]
+    page = sidecar.internal.get("/internal/v1/changes", params={"since_time": started}).json()
+    assert [c["id"] for c in page["changes"]] == [new] and old not in str(page)
+    assert page["seq"] == page["latest"]
+    later = sidecar.internal.get("/internal/v1/changes", params={"since_time": started + 3600}).json()
+    assert later["changes"] == [] and later["seq"] == later["latest"] == page["latest"]
+    error(400, "not both", "since_time")(sidecar.internal.get("/internal/v1/changes", params={"since": 0, "since_time": 1}))
+    error(400, "since_time must be an integer", "since_time")(sidecar.internal.get("/internal/v1/changes", params={"since_time": "x"}))

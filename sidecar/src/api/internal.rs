@@ -10,7 +10,9 @@ use super::{ok, query_pairs, Shared};
 use crate::error::ApiError;
 use crate::keys::is_hash;
 use crate::schema::{END_USERS, KEYS, TEAMS, USERS};
+use crate::store::grants::GrantAsk;
 use crate::store::Record;
+use std::sync::atomic::Ordering;
 
 /// The fields of the key, team and user records the filter enforces.
 const LIMITS: &[&str] = &["rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit"];
@@ -98,7 +100,14 @@ pub async fn changes(State(st): State<Shared>, RawQuery(q): RawQuery) -> Result<
                 .ok_or_else(|| ApiError::field(name, format!("{name} must be an integer from {min} to {max}"))),
         }
     };
-    let since = num("since", 0, 0, i64::MAX)?;
+    let since = match pairs.iter().any(|(k, _)| k == "since_time") {
+        // A follower starting afresh: from the changes made since it started.
+        true if pairs.iter().any(|(k, _)| k == "since") => {
+            return Err(ApiError::field("since_time", "give since or since_time, not both"));
+        }
+        true => st.store.seq_before(num("since_time", 0, 0, i64::MAX)?).await?,
+        false => num("since", 0, 0, i64::MAX)?,
+    };
     let limit = num("limit", 1000, 1, 10_000)?;
     let page = st.store.changes(since, limit).await?;
     // A `since` ahead of the store means the database was replaced: the caller must drop
@@ -108,4 +117,65 @@ pub async fn changes(State(st): State<Shared>, RawQuery(q): RawQuery) -> Result<
     let more = upto < page.latest && !page.changes.is_empty();
     let seq = if more { upto } else { page.latest };
     Ok(ok(json!({"seq": seq, "latest": page.latest, "more": more, "reset": reset, "changes": page.changes})))
+}
+
+/// Entities a grant may be asked for.
+const GRANT_KINDS: &[&str] = &["api_key", "team", "user", "end_user", "model_per_key"];
+/// Most asks in one call (a request has at most five limited entities).
+const MAX_ASKS: usize = 16;
+/// How far (in minutes) an asked window may be from the sidecar's clock.
+const MAX_SKEW_WINDOWS: i64 = 5;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequest {
+    window: i64,
+    asks: Vec<GrantAsk>,
+}
+
+/// `POST /internal/v1/grants`: hands out parts of rate limits for one minute to an Envoy
+/// process ([`crate::store::grants`]); answers `{"window", "grants": [...]}` in ask order.
+pub async fn grants(State(st): State<Shared>, body: axum::body::Body) -> Result<Response, ApiError> {
+    let body = super::read_json(body).await?;
+    let req: GrantRequest = serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::bad_request(format!("the grant request is malformed: {e}")))?;
+    let minute = crate::time::now() / 60;
+    if (req.window - minute).abs() > MAX_SKEW_WINDOWS {
+        return Err(ApiError::field(
+            "window",
+            format!(
+                "window {} is more than {MAX_SKEW_WINDOWS} minutes from the sidecar's clock ({minute}): clock skew?",
+                req.window
+            ),
+        ));
+    }
+    if req.asks.len() > MAX_ASKS {
+        return Err(ApiError::field("asks", format!("at most {MAX_ASKS} asks per call")));
+    }
+    for ask in &req.asks {
+        if !GRANT_KINDS.contains(&ask.kind.as_str()) {
+            return Err(ApiError::field("kind", format!("kind must be one of {GRANT_KINDS:?}")));
+        }
+        if ask.id.is_empty() || ask.id.len() > 512 {
+            return Err(ApiError::field("id", "id must be 1 to 512 bytes"));
+        }
+        let counts = [
+            ask.rpm.unwrap_or(0),
+            ask.tpm.unwrap_or(0),
+            ask.need_requests,
+            ask.want_requests,
+            ask.need_tokens,
+            ask.want_tokens,
+        ];
+        if counts.iter().any(|n| *n < 0) {
+            return Err(ApiError::field("asks", "limits and amounts must not be negative"));
+        }
+    }
+    if st.swept_window.swap(minute, Ordering::Relaxed) != minute {
+        if let Err(e) = st.store.sweep_windows(minute - MAX_SKEW_WINDOWS).await {
+            tracing::warn!(error = %e, "could not sweep old rate windows");
+        }
+    }
+    let grants = st.store.grant(req.window, req.asks).await?;
+    Ok(ok(json!({"window": req.window, "grants": grants})))
 }

@@ -7,6 +7,7 @@ mod internal;
 mod render;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +32,14 @@ pub struct AppState {
     pub store: Box<dyn Store>,
     pub master_key: Option<String>,
     pub internal_secret: Option<String>,
+    /// The last minute whose old rate windows were swept.
+    pub swept_window: AtomicI64,
+}
+
+impl AppState {
+    pub fn new(store: Box<dyn Store>, master_key: Option<String>, internal_secret: Option<String>) -> Shared {
+        Arc::new(AppState { store, master_key, internal_secret, swept_window: AtomicI64::new(0) })
+    }
 }
 
 pub type Shared = Arc<AppState>;
@@ -75,6 +84,7 @@ pub fn router(state: Shared) -> Router {
         .route("/internal/v1/keys/{hash}", get(internal::key))
         .route("/internal/v1/changes", get(internal::changes))
         .route("/internal/v1/customers/{id}", get(internal::customer))
+        .route("/internal/v1/grants", post(internal::grants))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_internal));
     Router::new()
         .route("/health/liveliness", get(liveliness))

@@ -18,6 +18,7 @@
 //! re-reads and retries), which gives LiteLLM's read-merge-write updates without lost
 //! writes on either database.
 
+pub mod grants;
 mod sql;
 
 use std::future::Future;
@@ -137,6 +138,14 @@ pub trait Store: Send + Sync {
     /// Changes after `since`, at most `limit` sequence numbers' worth (a sequence number's
     /// changes are never split), and the latest sequence number.
     fn changes(&self, since: i64, limit: i64) -> BoxFut<'_, ChangePage>;
+    /// The sequence number just before the first change made at or after `at` (unix
+    /// seconds), or the latest if none was: where a follower that started at `at` begins.
+    fn seq_before(&self, at: i64) -> BoxFut<'_, i64>;
+    /// Hands out window grants ([`grants`]) for `window` (a unix minute), all in one
+    /// transaction, in the order asked.
+    fn grant(&self, window: i64, asks: Vec<grants::GrantAsk>) -> BoxFut<'_, Vec<grants::Grant>>;
+    /// Forgets the grants of windows before `window`.
+    fn sweep_windows(&self, before: i64) -> BoxFut<'_, u64>;
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
+use super::grants::{Grant, GrantAsk};
 use super::{
     build_record, record_values, to_sql, BoxFut, Change, ChangePage, Filter, Op, Page, Record, SqlVal, Store,
     StoreError,
@@ -21,9 +22,15 @@ use crate::schema::{ColTy, Table};
 
 const SQLITE_INIT: &str = include_str!("../../migrations/sqlite/0001_init.sql");
 const POSTGRES_INIT: &str = include_str!("../../migrations/postgres/0001_init.sql");
+const SQLITE_WINDOWS: &str = include_str!("../../migrations/sqlite/0002_rate_windows.sql");
+const POSTGRES_WINDOWS: &str = include_str!("../../migrations/postgres/0002_rate_windows.sql");
 
-fn migrator(init: &'static str) -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false)])
+fn migrator(steps: [&'static str; 2]) -> Migrator {
+    let [init, windows] = steps;
+    Migrator::with_migrations(vec![
+        Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
+        Migration::new(2, "rate windows".into(), MigrationType::Simple, windows.into_sql_str(), false),
+    ])
 }
 
 /// sqlx's error → ours: connection-level failures are "unavailable" (the API's 503).
@@ -144,7 +151,7 @@ macro_rules! read_row {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $begin:expr, $name:expr) => {
+    ($store:ident, $pool:ty, $begin:expr, $lock_row:expr, $name:expr) => {
         impl $store {
             async fn get_impl(&self, table: &'static Table, id: &str) -> Result<Option<Record>, StoreError> {
                 let sql = format!("SELECT {} FROM {} WHERE {} = $1", column_list(table), table.name, table.pk);
@@ -349,6 +356,81 @@ macro_rules! sql_store {
                 }
                 Ok(ChangePage { changes, latest })
             }
+
+            async fn seq_before_impl(&self, at: i64) -> Result<i64, StoreError> {
+                sqlx::query(
+                    "SELECT COALESCE((SELECT MIN(seq) - 1 FROM change_feed WHERE at >= $1), \
+                     (SELECT seq FROM change_seq WHERE id = 1)) AS s",
+                )
+                .bind(at)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?
+                .try_get("s")
+                .map_err(classify)
+            }
+
+            async fn grant_impl(&self, window: i64, asks: Vec<GrantAsk>) -> Result<Vec<Grant>, StoreError> {
+                // Rows are locked in one order (kind, id), so two grant transactions over
+                // the same entities cannot deadlock.
+                let mut order: Vec<(usize, &GrantAsk)> = asks.iter().enumerate().collect();
+                order.sort_by(|(_, a), (_, b)| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+                let mut grants = vec![None; asks.len()];
+                let mut tx = self.pool.begin_with($begin).await.map_err(classify)?;
+                for (i, ask) in order {
+                    sqlx::query(
+                        "INSERT INTO rate_windows (kind, id, window_id, requests, tokens) VALUES ($1, $2, $3, 0, 0) \
+                         ON CONFLICT (kind, id, window_id) DO NOTHING",
+                    )
+                    .bind(&ask.kind)
+                    .bind(&ask.id)
+                    .bind(window)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT requests, tokens FROM rate_windows WHERE kind = $1 AND id = $2 AND window_id = $3{}",
+                        $lock_row
+                    )))
+                    .bind(&ask.kind)
+                    .bind(&ask.id)
+                    .bind(window)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    let out: (i64, i64) =
+                        (row.try_get("requests").map_err(classify)?, row.try_get("tokens").map_err(classify)?);
+                    let grant = ask.grant(out);
+                    if grant.requests > 0 || grant.tokens > 0 {
+                        sqlx::query(
+                            "UPDATE rate_windows SET requests = $4, tokens = $5 \
+                             WHERE kind = $1 AND id = $2 AND window_id = $3",
+                        )
+                        .bind(&ask.kind)
+                        .bind(&ask.id)
+                        .bind(window)
+                        .bind(grant.granted_requests)
+                        .bind(grant.granted_tokens)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    }
+                    if let Some(slot) = grants.get_mut(i) {
+                        *slot = Some(grant);
+                    }
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(grants.into_iter().flatten().collect())
+            }
+
+            async fn sweep_windows_impl(&self, before: i64) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM rate_windows WHERE window_id < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                Ok(r.rows_affected())
+            }
         }
 
         impl Store for $store {
@@ -378,6 +460,15 @@ macro_rules! sql_store {
             fn changes(&self, since: i64, limit: i64) -> BoxFut<'_, ChangePage> {
                 Box::pin(self.changes_impl(since, limit))
             }
+            fn seq_before(&self, at: i64) -> BoxFut<'_, i64> {
+                Box::pin(self.seq_before_impl(at))
+            }
+            fn grant(&self, window: i64, asks: Vec<GrantAsk>) -> BoxFut<'_, Vec<Grant>> {
+                Box::pin(self.grant_impl(window, asks))
+            }
+            fn sweep_windows(&self, before: i64) -> BoxFut<'_, u64> {
+                Box::pin(self.sweep_windows_impl(before))
+            }
             fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
                 Box::pin(self.pool.close())
             }
@@ -406,7 +497,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(classify)?;
-        migrator(SQLITE_INIT).run(&pool).await.map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
+        migrator([SQLITE_INIT, SQLITE_WINDOWS])
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
 }
@@ -424,10 +518,14 @@ impl PgStore {
             .await
             .map_err(classify)?;
         // sqlx takes an advisory lock around migrations: sidecars starting together are safe.
-        migrator(POSTGRES_INIT).run(&pool).await.map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
+        migrator([POSTGRES_INIT, POSTGRES_WINDOWS])
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
         Ok(PgStore { pool })
     }
 }
 
-sql_store!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE", "sqlite");
-sql_store!(PgStore, PgPool, "BEGIN", "postgres");
+// SQLite's `BEGIN IMMEDIATE` already serialises writers; PostgreSQL locks the row.
+sql_store!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE", "", "sqlite");
+sql_store!(PgStore, PgPool, "BEGIN", " FOR UPDATE", "postgres");
