@@ -12,6 +12,7 @@
 
 use std::rc::Rc;
 
+use crate::callouts::{KeyAnswer, Role, OWNERS};
 use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
 use crate::error::GatewayError;
 use crate::handoff::{RequestInfo, HANDOFF};
@@ -80,6 +81,8 @@ fn route(method: &str, path: &str) -> Route {
 
 pub struct DownstreamExchange {
     config: Rc<DownstreamConfig>,
+    /// The proxy-wasm context of this request (who owns its sidecar calls).
+    context_id: u32,
     /// What the request asks for, and its method and path (for errors).
     route: Route,
     method: String,
@@ -88,7 +91,7 @@ pub struct DownstreamExchange {
     headers_end_stream: bool,
     /// Who is calling, once the auth phase knows.
     caller: Option<Caller>,
-    /// The sidecar call the auth phase waits for.
+    /// The key lookup the auth phase waits for (its own call, or one it joined).
     key_wait: Option<KeyWait>,
     /// The whole body has arrived (its size), while the auth phase was still waiting.
     body_complete: Option<usize>,
@@ -129,7 +132,8 @@ enum Caller {
 
 /// A key lookup in flight at the sidecar.
 struct KeyWait {
-    token: u32,
+    /// The call, if this request leads the lookup (`None`: it joined another request's).
+    token: Option<u32>,
     hash: String,
     /// The cached record, too old to trust but still good while the sidecar is down.
     stale: Option<Box<KeyRecord>>,
@@ -157,6 +161,7 @@ impl DownstreamExchange {
     pub fn new(config: Rc<DownstreamConfig>) -> Self {
         DownstreamExchange {
             config,
+            context_id: 0,
             route: Route::Unknown,
             method: String::new(),
             path: String::new(),
@@ -173,6 +178,10 @@ impl DownstreamExchange {
             taken: Vec::new(),
             grant_wait: None,
         }
+    }
+
+    pub fn set_context_id(&mut self, context_id: u32) {
+        self.context_id = context_id;
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Flow {
@@ -272,6 +281,10 @@ impl DownstreamExchange {
             }
             Some(CachedKey::Changed { .. }) | None => None,
         };
+        // A lookup of this key in flight on this worker: wait for its answer.
+        if OWNERS.with(|o| o.borrow_mut().lead_or_join(&hash, self.context_id)) == Role::Join {
+            return Ok(Auth::Asking(KeyWait { token: None, hash, stale }));
+        }
         let path = format!("/internal/v1/keys/{hash}");
         let headers = [
             (":method", "GET"),
@@ -279,46 +292,101 @@ impl DownstreamExchange {
             (":authority", SIDECAR_AUTHORITY),
             (INTERNAL_SECRET_HEADER, vk.internal_secret.as_str()),
         ];
-        match host.http_call(&vk.sidecar_cluster, &headers, b"", vk.timeout_ms) {
-            Ok(token) => Ok(Auth::Asking(KeyWait { token, hash, stale })),
+        match self.call(host, vk, &headers, b"") {
+            Ok(token) => Ok(Auth::Asking(KeyWait { token: Some(token), hash, stale })),
             Err(e) => {
                 log::warn!("downstream filter: could not ask the sidecar about a key: {e}");
+                OWNERS.with(|o| o.borrow_mut().finish(&hash, self.context_id, &KeyAnswer::Failed));
                 sidecar_down(host, vk, stale, now)
             }
         }
     }
 
-    /// The sidecar answered a key lookup: cache what it said, then carry on with the
-    /// request (or refuse it).
+    /// A call to the sidecar, owned by this request.
+    fn call(
+        &self,
+        host: &dyn Host,
+        vk: &crate::config::VirtualKeys,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HostResult<u32> {
+        let token = host.http_call(&vk.sidecar_cluster, headers, body, vk.timeout_ms)?;
+        let deadline = host.now_nanos() / 1_000_000 + u64::from(vk.timeout_ms);
+        OWNERS.with(|o| o.borrow_mut().made(token, self.context_id, deadline));
+        Ok(token)
+    }
+
+    /// A sidecar call of this request answered (`body_size`), or it never will (`None`:
+    /// its deadline passed, see [`crate::callouts`]).
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        self.on_call_answer(host, token, Some(body_size));
+    }
+
+    /// A sidecar call of this request will not be answered.
+    pub fn on_call_lost(&mut self, host: &dyn Host, token: u32) {
+        self.on_call_answer(host, token, None);
+    }
+
+    fn on_call_answer(&mut self, host: &dyn Host, token: u32, body_size: Option<usize>) {
+        OWNERS.with(|o| o.borrow_mut().answered(token));
         if let Some(wait) = self.grant_wait.take_if(|w| w.token == token) {
             return self.on_grants(host, wait, body_size);
         }
-        let Some(wait) = self.key_wait.take_if(|w| w.token == token) else { return };
+        let Some(wait) = self.key_wait.take_if(|w| w.token == Some(token)) else { return };
         let Some(vk) = self.config.virtual_keys.clone() else { return };
         let now = host.now_unix();
-        let outcome = match call_status(host) {
+        let status = if body_size.is_some() { call_status(host) } else { 0 };
+        // What the sidecar said, cached for every worker and handed to the requests that
+        // joined this lookup.
+        let answer = match status {
             200 => {
-                let body = host.http_call_response_body(body_size).unwrap_or_default();
+                let body = host.http_call_response_body(body_size.unwrap_or(0)).unwrap_or_default();
                 match serde_json::from_slice::<KeyRecord>(&body) {
                     Ok(record) => {
                         cache(host, &wait.hash, record.version, CachedKey::encode_answer(now, Some(&body)));
-                        known_key(Some(record), now)
+                        KeyAnswer::Found(Box::new(record))
                     }
                     Err(e) => {
                         log::warn!("downstream filter: the sidecar's key record is unreadable: {e}");
-                        sidecar_down(host, &vk, wait.stale, now)
+                        KeyAnswer::Failed
                     }
                 }
             }
             404 => {
                 cache(host, &wait.hash, 0, CachedKey::encode_answer(now, None));
-                Err(incorrect_key())
+                KeyAnswer::NotFound
             }
             other => {
                 log::warn!("downstream filter: the sidecar answered a key lookup with status {other}");
-                sidecar_down(host, &vk, wait.stale, now)
+                KeyAnswer::Failed
             }
+        };
+        OWNERS.with(|o| o.borrow_mut().finish(&wait.hash, self.context_id, &answer));
+        self.after_lookup(host, &vk, wait, answer);
+    }
+
+    /// The lookup this request joined has its answer (see [`crate::callouts`]).
+    pub fn on_wake(&mut self, host: &dyn Host, answer: KeyAnswer) {
+        let Some(wait) = self.key_wait.take_if(|w| w.token.is_none()) else { return };
+        let Some(vk) = self.config.virtual_keys.clone() else { return };
+        self.after_lookup(host, &vk, wait, answer);
+    }
+
+    /// Carries on with the request (or refuses it) once its key lookup has an answer.
+    fn after_lookup(&mut self, host: &dyn Host, vk: &crate::config::VirtualKeys, wait: KeyWait, answer: KeyAnswer) {
+        let now = host.now_unix();
+        let outcome = match answer {
+            KeyAnswer::Found(record) => known_key(Some(*record), now),
+            KeyAnswer::NotFound => Err(incorrect_key()),
+            KeyAnswer::Failed => sidecar_down(host, vk, wait.stale, now),
+            // The request that led the lookup ended first: ask again (or join anew).
+            KeyAnswer::Retry => match host.request_headers() {
+                Ok(headers) => self.authenticate(host, &headers),
+                Err(e) => {
+                    log::error!("downstream filter: could not read the request again: {e}");
+                    sidecar_down(host, vk, wait.stale, now)
+                }
+            },
         };
         match outcome {
             Ok(Auth::Known(caller)) => {
@@ -332,7 +400,7 @@ impl DownstreamExchange {
                     }
                 }
             }
-            Ok(Auth::Asking(_)) => {}
+            Ok(Auth::Asking(wait)) => self.key_wait = Some(wait),
             Err(err) => {
                 let _ = reply_error(host, &err);
             }
@@ -421,19 +489,22 @@ impl DownstreamExchange {
             ("content-type", "application/json"),
             (INTERNAL_SECRET_HEADER, vk.internal_secret.as_str()),
         ];
-        host.http_call(&vk.sidecar_cluster, &headers, &body, vk.timeout_ms).map_err(|e| {
+        self.call(host, vk, &headers, &body).map_err(|e| {
             log::warn!("downstream filter: could not ask the sidecar for rate-limit grants: {e}");
         })
     }
 
     /// The sidecar answered a grant callout: apply it and admit again (or, if it could not
     /// grant, hold the limits per process), then let the request go on or refuse it.
-    fn on_grants(&mut self, host: &dyn Host, wait: GrantWait, body_size: usize) {
+    fn on_grants(&mut self, host: &dyn Host, wait: GrantWait, body_size: Option<usize>) {
         let now_ms = host.now_nanos() / 1_000_000;
-        let answer = match call_status(host) {
-            200 => serde_json::from_slice::<GrantAnswer>(&host.http_call_response_body(body_size).unwrap_or_default())
-                .ok()
-                .filter(|a| a.grants.len() == wait.asks.len()),
+        let status = if body_size.is_some() { call_status(host) } else { 0 };
+        let answer = match status {
+            200 => serde_json::from_slice::<GrantAnswer>(
+                &host.http_call_response_body(body_size.unwrap_or(0)).unwrap_or_default(),
+            )
+            .ok()
+            .filter(|a| a.grants.len() == wait.asks.len()),
             other => {
                 log::warn!("downstream filter: the sidecar answered a grant callout with status {other}");
                 None
@@ -543,6 +614,11 @@ impl Drop for DownstreamExchange {
     fn drop(&mut self) {
         if let (Some(_), Some(id)) = (&self.info, &self.request_id) {
             let _ = HANDOFF.try_with(|h| h.forget(id));
+        }
+        // A request that ends while it waits: its calls are forgotten, a lookup it led
+        // goes to the requests that joined it.
+        if self.key_wait.is_some() || self.grant_wait.is_some() {
+            let _ = OWNERS.try_with(|o| o.borrow_mut().ended(self.context_id));
         }
     }
 }

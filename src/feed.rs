@@ -130,6 +130,11 @@ impl FeedFollower {
         }
     }
 
+    /// Whether call `token` is this worker's poll.
+    pub fn owns(&self, token: u32) -> bool {
+        self.polling.is_some_and(|(t, _)| t == token)
+    }
+
     /// The feed answered: mark every changed key, move the position on.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
         let Some((_, since)) = self.polling.take_if(|(t, _)| *t == token) else { return };

@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod callouts;
 pub mod codec;
 pub mod config;
 pub mod downstream;

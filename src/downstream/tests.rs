@@ -425,6 +425,82 @@ mod virtual_keys {
     }
 
     #[test]
+    fn concurrent_misses_of_one_key_share_one_lookup() {
+        use crate::callouts::{KeyAnswer, OWNERS};
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        let request = |ctx: u32, key: &str| {
+            let h = host(&shared, key, "demo", 1000);
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            ex.set_context_id(ctx);
+            (ex, h)
+        };
+        let (mut leader, lh) = request(101, "sk-user");
+        let (mut joined, jh) = request(102, "sk-user");
+        let (mut other, oh) = request(103, "sk-other");
+        assert_eq!(send(&mut leader, &lh), (Flow::Pause, Flow::Pause));
+        assert_eq!(send(&mut joined, &jh), (Flow::Pause, Flow::Pause));
+        send(&mut other, &oh);
+        assert_eq!(
+            (lh.http_calls.borrow().len(), jh.http_calls.borrow().len(), oh.http_calls.borrow().len()),
+            (1, 0, 1),
+            "one call per key"
+        );
+        answer(&mut leader, &lh, 200, Some(record(json!({}))));
+        let wakes = OWNERS.with(|o| o.borrow_mut().take_wakes());
+        assert_eq!(wakes.len(), 1);
+        assert_eq!((wakes[0].context_id, matches!(wakes[0].answer, KeyAnswer::Found(_))), (102, true));
+        joined.on_wake(&jh, wakes[0].answer.clone());
+        assert_eq!((jh.resumed.get(), jh.request_header(ROUTE_HEADER).as_deref()), (1, Some("demo")));
+        assert_eq!(jh.shared_calls.get(), 1, "the joined request read the cache once, and wrote nothing");
+        // An unknown key: the joined request is refused like its leader.
+        let (mut leader, lh) = request(104, "sk-nobody");
+        let (mut joined, jh) = request(105, "sk-nobody");
+        send(&mut leader, &lh);
+        send(&mut joined, &jh);
+        answer(&mut leader, &lh, 404, None);
+        for wake in OWNERS.with(|o| o.borrow_mut().take_wakes()) {
+            joined.on_wake(&jh, wake.answer);
+        }
+        assert_eq!(jh.reply().unwrap().0, 401);
+        drop(other);
+    }
+
+    #[test]
+    fn a_lookup_whose_leader_ended_is_asked_again_by_a_joined_request() {
+        use crate::callouts::OWNERS;
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        let h1 = host(&shared, "sk-user", "demo", 1000);
+        let mut first = DownstreamExchange::new(Rc::clone(&cfg));
+        first.set_context_id(201);
+        send(&mut first, &h1);
+        let h2 = host(&shared, "sk-user", "demo", 1000);
+        let mut second = DownstreamExchange::new(Rc::clone(&cfg));
+        second.set_context_id(202);
+        send(&mut second, &h2);
+        assert_eq!(h2.http_calls.borrow().len(), 0);
+        drop(first); // the client went away: Envoy cancels its call
+        let wakes = OWNERS.with(|o| o.borrow_mut().take_wakes());
+        assert_eq!(wakes.len(), 1);
+        second.on_wake(&h2, wakes[0].answer.clone());
+        assert_eq!(h2.http_calls.borrow().len(), 1, "it leads a lookup of its own");
+        answer(&mut second, &h2, 200, Some(record(json!({}))));
+        assert_eq!(h2.resumed.get(), 1);
+    }
+
+    #[test]
+    fn a_lost_answer_fails_like_a_sidecar_that_is_down() {
+        let shared = Rc::new(FakeShared::default());
+        let h = host(&shared, "sk-user", "demo", 1000);
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        ex.set_context_id(301);
+        send(&mut ex, &h);
+        ex.on_call_lost(&h, 1);
+        assert_eq!(h.reply().unwrap().0, 503);
+    }
+
+    #[test]
     fn an_answer_before_the_body_lets_the_body_go_on_by_itself() {
         let shared = Rc::new(FakeShared::default());
         let h = host(&shared, "sk-user", "demo", 1000);

@@ -19,7 +19,9 @@ use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
 proxy_wasm::main! {{
     let _ = log::set_logger(&HOST_LOGGER);
     log::set_max_level(log::LevelFilter::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stage: None, feed: FeedFollower::default() }) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, stage: None, feed: FeedFollower::default() })
+    });
 }}
 
 struct HostLogger;
@@ -48,6 +50,7 @@ enum Stage {
 }
 
 struct Root {
+    context_id: u32,
     stage: Option<Stage>,
     /// The downstream stage's part in following the sidecar's change feed.
     feed: FeedFollower,
@@ -55,7 +58,12 @@ struct Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        self.feed.on_http_call_response(&WasmHost, token_id, body_size);
+        if self.feed.owns(token_id) {
+            self.feed.on_http_call_response(&WasmHost, token_id, body_size);
+        } else {
+            // A call a woken request made from this context's callback (see `callouts`).
+            requests::deliver(self.context_id, token_id, body_size);
+        }
     }
 }
 
@@ -103,7 +111,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.stage {
-            Some(Stage::Downstream(c)) => Some(Box::new(DownstreamHttp(DownstreamExchange::new(Rc::clone(c))))),
+            Some(Stage::Downstream(c)) => Some(Box::new(requests::register(context_id, Rc::clone(c)))),
             Some(Stage::Upstream(c, deployments)) => {
                 let mut exchange = UpstreamExchange::new(Rc::clone(c), Rc::clone(deployments));
                 exchange.set_context_id(context_id);
@@ -117,6 +125,7 @@ impl RootContext for Root {
         if let Some(Stage::Downstream(c)) = &self.stage {
             if let Some(vk) = &c.virtual_keys {
                 self.feed.on_tick(&WasmHost, vk);
+                requests::sweep(self.context_id);
             }
             return;
         }
@@ -236,11 +245,114 @@ fn idle(_end_of_stream: bool) -> Option<Action> {
     None
 }
 
-struct DownstreamHttp(DownstreamExchange);
+/// The downstream filter's requests on this worker, by context id: so one request's
+/// callback can hand a sidecar answer to the request that owns it, or wake the requests
+/// that joined its key lookup (`crate::callouts`). Each runs in its own context: the host
+/// calls it makes act on its own stream.
+mod requests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::{Rc, Weak};
+
+    use super::{abi, DownstreamHttp, WasmHost};
+    use crate::callouts::OWNERS;
+    use crate::config::DownstreamConfig;
+    use crate::downstream::DownstreamExchange;
+
+    type Shared = Rc<RefCell<DownstreamExchange>>;
+
+    thread_local! {
+        static LIVE: RefCell<HashMap<u32, Weak<RefCell<DownstreamExchange>>>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn register(context_id: u32, config: Rc<DownstreamConfig>) -> DownstreamHttp {
+        let mut exchange = DownstreamExchange::new(config);
+        exchange.set_context_id(context_id);
+        let exchange = Rc::new(RefCell::new(exchange));
+        LIVE.with(|l| l.borrow_mut().insert(context_id, Rc::downgrade(&exchange)));
+        DownstreamHttp { context_id, exchange }
+    }
+
+    pub fn forget(context_id: u32) {
+        let _ = LIVE.try_with(|l| l.borrow_mut().remove(&context_id));
+    }
+
+    fn get(context_id: u32) -> Option<Shared> {
+        LIVE.with(|l| l.borrow().get(&context_id).and_then(Weak::upgrade))
+    }
+
+    /// Runs `f` on request `context_id` in its own context; false if it has ended.
+    fn in_context(context_id: u32, f: impl FnOnce(&mut DownstreamExchange)) -> bool {
+        let Some(exchange) = get(context_id) else { return false };
+        if abi::set_effective_context(context_id).is_err() {
+            return false;
+        }
+        match exchange.try_borrow_mut() {
+            Ok(mut exchange) => f(&mut exchange),
+            Err(_) => log::error!("switchyard: request {context_id} is busy; a sidecar answer for it is dropped"),
+        }
+        true
+    }
+
+    /// A call's answer reached `receiver`'s callback: hand it to the request that owns the
+    /// call (read in that request's context, where Envoy keeps it), then wake the requests
+    /// its answer was for.
+    pub fn deliver(receiver: u32, token: u32, body_size: usize) {
+        let owner = OWNERS.with(|o| o.borrow().owner(token)).unwrap_or(receiver);
+        in_context(owner, |ex| ex.on_http_call_response(&WasmHost, token, body_size));
+        wake_all();
+        let _ = abi::set_effective_context(receiver);
+    }
+
+    /// The requests that joined a lookup which has its answer now.
+    fn wake_all() {
+        loop {
+            let wakes = OWNERS.with(|o| o.borrow_mut().take_wakes());
+            if wakes.is_empty() {
+                return;
+            }
+            for wake in wakes {
+                in_context(wake.context_id, |ex| ex.on_wake(&WasmHost, wake.answer));
+            }
+        }
+    }
+
+    /// The root context's tick: calls past their deadline wake their owners as failed
+    /// (their answer was lost), and pending wakes run.
+    pub fn sweep(root: u32) {
+        let now_ms = abi::now_nanos() / 1_000_000;
+        let lost = OWNERS.with(|o| o.borrow_mut().expired(now_ms));
+        let switches = !lost.is_empty() || OWNERS.with(|o| o.borrow().has_wakes());
+        for (token, owner) in lost {
+            in_context(owner, |ex| ex.on_call_lost(&WasmHost, token));
+        }
+        wake_all();
+        if switches {
+            let _ = abi::set_effective_context(root);
+        }
+    }
+}
+
+struct DownstreamHttp {
+    context_id: u32,
+    exchange: Rc<std::cell::RefCell<DownstreamExchange>>,
+}
+
+impl DownstreamHttp {
+    fn with<T>(&self, f: impl FnOnce(&mut DownstreamExchange) -> T) -> T {
+        f(&mut self.exchange.borrow_mut())
+    }
+}
+
+impl Drop for DownstreamHttp {
+    fn drop(&mut self) {
+        requests::forget(self.context_id);
+    }
+}
 
 impl Context for DownstreamHttp {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        self.0.on_http_call_response(&WasmHost, token_id, body_size);
+        requests::deliver(self.context_id, token_id, body_size);
     }
 }
 
@@ -250,17 +362,17 @@ impl HttpContext for DownstreamHttp {
         if cfg!(feature = "idle") {
             return Action::Continue;
         }
-        action(profile::time(17, || self.0.on_response_headers(&WasmHost)))
+        action(profile::time(17, || self.with(|ex| ex.on_response_headers(&WasmHost))))
     }
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if cfg!(feature = "idle") {
             return Action::Continue;
         }
-        action(profile::time(18, || self.0.on_response_body(&WasmHost, body_size, end_of_stream)))
+        action(profile::time(18, || self.with(|ex| ex.on_response_body(&WasmHost, body_size, end_of_stream))))
     }
     fn on_log(&mut self) {
         if !cfg!(feature = "idle") {
-            self.0.on_done(&WasmHost);
+            self.with(|ex| ex.on_done(&WasmHost));
         }
     }
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
@@ -269,13 +381,13 @@ impl HttpContext for DownstreamHttp {
         }
         #[cfg(feature = "trap-test")]
         trap_if_asked();
-        action(profile::time(0, || self.0.on_request_headers(&WasmHost, end_of_stream)))
+        action(profile::time(0, || self.with(|ex| ex.on_request_headers(&WasmHost, end_of_stream))))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(held) = idle(end_of_stream) {
             return held;
         }
-        action(profile::time(1, || self.0.on_request_body(&WasmHost, body_size, end_of_stream)))
+        action(profile::time(1, || self.with(|ex| ex.on_request_body(&WasmHost, body_size, end_of_stream))))
     }
 }
 

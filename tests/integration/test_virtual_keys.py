@@ -241,3 +241,127 @@ def test_parallel_requests_are_limited_and_slots_come_back(gw, anthropic_mock):
         assert openai_error(second)["message"].startswith("Rate limit exceeded for api_key. Limit type: max_parallel")
         assert slow.result().status_code == 200
     assert ask(gw, key).status_code == 200, "the slot came back when the request ended"
+
+
+class SlowLink:
+    """A TCP relay on 127.0.0.1 that holds every answer from `upstream` for `delay`
+    seconds: a sidecar that is slow to answer, so concurrent requests miss together."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, delay: float):
+        import asyncio
+        self.delay = delay
+        self.loop = asyncio.new_event_loop()
+        self.upstream = (upstream_host, upstream_port)
+        started = threading.Event()
+
+        async def relay(reader, writer, slow: bool):
+            try:
+                while data := await reader.read(65536):
+                    if slow:
+                        await asyncio.sleep(self.delay)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        async def client(reader, writer):
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(relay(reader, up_writer, False), relay(up_reader, writer, True))
+
+        async def main():
+            self.server = await asyncio.start_server(client, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            started.set()
+
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(main()), self.loop.run_forever()),
+                                       daemon=True)
+        self.thread.start()
+        started.wait(5)
+        self.host = "127.0.0.1"
+
+    def stop(self) -> None:
+        import asyncio
+
+        async def shutdown():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def key_lookups(sidecar: launcher.Sidecar) -> int:
+    """How many key lookups the sidecar has answered."""
+    return sidecar.proc.log().count('"route":"/internal/v1/keys/{hash}"')
+
+
+def test_concurrent_first_requests_of_a_key_share_one_lookup_per_worker(sidecar, anthropic_mock):
+    """A slow sidecar (each answer held 400 ms): 24 requests of a new key arrive together on
+    two workers; each worker asks once, and every request is admitted."""
+    link = SlowLink(sidecar.host, sidecar.port, 0.4)
+    gateway = Gateway(groups(anthropic_mock), env={**ENV, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}, sidecar=link,
+                      virtual_keys={"timeout_ms": 5000}, concurrency=2)
+    try:
+        key = new_key(gateway)
+        before = key_lookups(sidecar)
+        barrier = threading.Barrier(24)
+
+        def one(_):
+            with httpx.Client(base_url=gateway.url, timeout=30) as client:
+                barrier.wait()
+                return client.post("/v1/chat/completions", json={"model": "claude", **HI},
+                                   headers={"Authorization": f"Bearer {key}"}).status_code
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(one, range(24)))
+        assert statuses == [200] * 24
+        lookups = key_lookups(sidecar) - before
+        assert 1 <= lookups <= 2, f"{lookups} lookups for 24 concurrent requests on 2 workers"
+    finally:
+        gateway.stop()
+        link.stop()
+
+
+def test_requests_that_joined_a_lookup_whose_client_left_are_still_answered(sidecar, anthropic_mock):
+    """The request leading a key lookup goes away (its client hangs up; Envoy cancels its
+    call): the requests that joined it ask again from the root context's tick, and the
+    answer reaches them through it."""
+    link = SlowLink(sidecar.host, sidecar.port, 0.8)
+    gateway = Gateway(groups(anthropic_mock), env={**ENV, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}, sidecar=link,
+                      virtual_keys={"timeout_ms": 5000}, concurrency=1)
+    try:
+        key = new_key(gateway)
+        auth = {"Authorization": f"Bearer {key}"}
+        before = key_lookups(sidecar)
+
+        def leader():
+            try:
+                httpx.post(gateway.url + "/v1/chat/completions", json={"model": "claude", **HI}, headers=auth, timeout=0.3)
+            except httpx.TimeoutException:
+                return "left"
+            return "answered"
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(leader)
+            time.sleep(0.1)
+            joined = [pool.submit(lambda: httpx.post(gateway.url + "/v1/chat/completions", json={"model": "claude", **HI},
+                                                      headers=auth, timeout=20).status_code) for _ in range(5)]
+            assert first.result() == "left"
+            assert [j.result() for j in joined] == [200] * 5
+        assert key_lookups(sidecar) - before == 2, "the leader's lookup, and one more by a request that joined it"
+    finally:
+        gateway.stop()
+        link.stop()
