@@ -37,11 +37,22 @@ pub enum KeyAnswer {
     Retry,
 }
 
-/// A request to wake with the answer of the lookup it joined.
+/// What a paused request is woken for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The answer of the key lookup it joined.
+    Key(KeyAnswer),
+    /// The end users are loaded (`crate::customers`): admission can go on.
+    EndUsersLoaded,
+    /// They are still not loaded by the request's deadline.
+    EndUsersLate,
+}
+
+/// A request to wake, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wake {
     pub context_id: u32,
-    pub answer: KeyAnswer,
+    pub event: Event,
 }
 
 /// One lookup in flight.
@@ -58,6 +69,8 @@ pub struct Calls {
     owners: HashMap<u32, (u32, u64)>,
     /// Key hash → the lookup in flight for it.
     lookups: HashMap<String, Lookup>,
+    /// Requests waiting for the end users to be loaded, with their deadlines.
+    end_user_waiters: Vec<(u32, u64)>,
     /// Requests to wake, filled by a leader's answer, drained by the glue.
     wakes: Vec<Wake>,
 }
@@ -110,7 +123,8 @@ impl Calls {
     pub fn finish(&mut self, hash: &str, leader: u32, answer: &KeyAnswer) {
         if self.lookups.get(hash).is_some_and(|l| l.leader == leader) {
             if let Some(lookup) = self.lookups.remove(hash) {
-                let wakes = lookup.joined.into_iter().map(|context_id| Wake { context_id, answer: answer.clone() });
+                let wakes =
+                    lookup.joined.into_iter().map(|context_id| Wake { context_id, event: Event::Key(answer.clone()) });
                 self.wakes.extend(wakes);
             }
         }
@@ -130,7 +144,27 @@ impl Calls {
         for hash in orphaned {
             self.finish(&hash, context_id, &KeyAnswer::Retry);
         }
+        self.end_user_waiters.retain(|(c, _)| *c != context_id);
         self.wakes.retain(|w| w.context_id != context_id);
+    }
+
+    /// Request `context_id` waits for the end users to be loaded, until `deadline_ms`.
+    pub fn wait_for_end_users(&mut self, context_id: u32, deadline_ms: u64) {
+        self.end_user_waiters.push((context_id, deadline_ms));
+    }
+
+    pub fn has_end_user_waiters(&self) -> bool {
+        !self.end_user_waiters.is_empty()
+    }
+
+    /// The root tick's check: once the end users are `loaded`, every waiting request is
+    /// woken; before, those past their deadline are.
+    pub fn check_end_users(&mut self, loaded: bool, now_ms: u64) {
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            self.end_user_waiters.drain(..).partition(|(_, deadline)| loaded || *deadline <= now_ms);
+        self.end_user_waiters = waiting;
+        let event = if loaded { Event::EndUsersLoaded } else { Event::EndUsersLate };
+        self.wakes.extend(due.into_iter().map(|(context_id, _)| Wake { context_id, event: event.clone() }));
     }
 
     pub fn has_wakes(&self) -> bool {
@@ -157,7 +191,7 @@ impl Calls {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty() && self.lookups.is_empty() && self.wakes.is_empty()
+        self.owners.is_empty() && self.lookups.is_empty() && self.wakes.is_empty() && self.end_user_waiters.is_empty()
     }
 }
 
@@ -181,7 +215,7 @@ mod tests {
         calls.finish("h", 1, &KeyAnswer::NotFound);
         let wakes = calls.take_wakes();
         assert_eq!(wakes.iter().map(|w| w.context_id).collect::<Vec<_>>(), [2, 3]);
-        assert!(wakes.iter().all(|w| w.answer == KeyAnswer::NotFound));
+        assert!(wakes.iter().all(|w| w.event == Event::Key(KeyAnswer::NotFound)));
         // A later miss leads a new lookup.
         assert_eq!(calls.lead_or_join("h", 5), Role::Lead);
         // Only the leader finishes a lookup.
@@ -197,9 +231,23 @@ mod tests {
         calls.lead_or_join("h", 3);
         calls.ended(3);
         calls.ended(1);
-        assert_eq!(calls.take_wakes(), [Wake { context_id: 2, answer: KeyAnswer::Retry }]);
+        assert_eq!(calls.take_wakes(), [Wake { context_id: 2, event: Event::Key(KeyAnswer::Retry) }]);
         assert_eq!(calls.lead_or_join("h", 2), Role::Lead);
         calls.ended(2);
+        assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn requests_wait_for_the_end_users_until_loaded_or_their_deadline() {
+        let mut calls = Calls::default();
+        calls.wait_for_end_users(1, 1_000);
+        calls.wait_for_end_users(2, 5_000);
+        calls.wait_for_end_users(3, 5_000);
+        calls.ended(3);
+        calls.check_end_users(false, 2_000);
+        assert_eq!(calls.take_wakes(), [Wake { context_id: 1, event: Event::EndUsersLate }]);
+        calls.check_end_users(true, 2_100);
+        assert_eq!(calls.take_wakes(), [Wake { context_id: 2, event: Event::EndUsersLoaded }]);
         assert!(calls.is_empty());
     }
 

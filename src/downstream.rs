@@ -10,10 +10,12 @@
 //! Requests the gateway answers itself (`/v1/models`, errors) end at the phase that
 //! knows the answer.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
-use crate::callouts::{KeyAnswer, Role, OWNERS};
+use crate::callouts::{Event, KeyAnswer, Role, OWNERS};
 use crate::config::{DownstreamConfig, ModelObject, ROUTE_HEADER};
+use crate::customers::{self, Load, END_USER_HEADERS};
 use crate::error::GatewayError;
 use crate::handoff::{RequestInfo, HANDOFF};
 use crate::headers::Headers;
@@ -114,6 +116,13 @@ pub struct DownstreamExchange {
     taken: Vec<Taken>,
     /// The grant callout the admission phase waits for (global rate limits).
     grant_wait: Option<GrantWait>,
+    /// The end user named by a header (before the body's `user`).
+    end_user_header: Option<String>,
+    /// Admission waits for the end users to be loaded (see `crate::customers`).
+    end_users_wait: Option<(Operation, Requested, Grants, u8)>,
+    /// The end users could not be loaded in time and the `allow` policy let this request
+    /// through without their checks.
+    end_users_unverified: bool,
 }
 
 /// Who is calling, as the auth phase established.
@@ -150,6 +159,18 @@ struct GrantWait {
     requested: Requested,
 }
 
+/// What the admission phase decided.
+enum Admit {
+    Yes,
+    Ask(Vec<Ask>),
+    WaitForEndUsers,
+}
+
+thread_local! {
+    /// This worker has seen the end users loaded: no need to check again.
+    static END_USERS_LOADED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// What the auth phase could decide from the headers alone.
 enum Auth {
     Known(Caller),
@@ -177,6 +198,9 @@ impl DownstreamExchange {
             info: None,
             taken: Vec::new(),
             grant_wait: None,
+            end_user_header: None,
+            end_users_wait: None,
+            end_users_unverified: false,
         }
     }
 
@@ -205,6 +229,9 @@ impl DownstreamExchange {
         self.headers_end_stream = end_of_stream;
         self.credentials_present = CLIENT_CREDENTIAL_HEADERS.into_iter().filter(|h| headers.contains(h)).collect();
         self.request_id = headers.get("x-request-id").map(str::to_string);
+        if self.config.virtual_keys.is_some() {
+            self.end_user_header = END_USER_HEADERS.iter().find_map(|h| headers.get(h)).map(str::to_string);
+        }
         // Phase 1, auth.
         match self.authenticate(host, &headers) {
             Ok(Auth::Known(caller)) => self.caller = Some(caller),
@@ -365,11 +392,41 @@ impl DownstreamExchange {
         self.after_lookup(host, &vk, wait, answer);
     }
 
-    /// The lookup this request joined has its answer (see [`crate::callouts`]).
-    pub fn on_wake(&mut self, host: &dyn Host, answer: KeyAnswer) {
-        let Some(wait) = self.key_wait.take_if(|w| w.token.is_none()) else { return };
+    /// What this request waited for has happened (see [`crate::callouts`]): the key lookup
+    /// it joined has its answer, or the end users are loaded (or late).
+    pub fn on_wake(&mut self, host: &dyn Host, event: Event) {
         let Some(vk) = self.config.virtual_keys.clone() else { return };
-        self.after_lookup(host, &vk, wait, answer);
+        match event {
+            Event::Key(answer) => {
+                let Some(wait) = self.key_wait.take_if(|w| w.token.is_none()) else { return };
+                self.after_lookup(host, &vk, wait, answer);
+            }
+            Event::EndUsersLoaded | Event::EndUsersLate => {
+                let Some((operation, requested, grants, answers)) = self.end_users_wait.take() else { return };
+                if event == Event::EndUsersLoaded {
+                    END_USERS_LOADED.set(true);
+                }
+                if event == Event::EndUsersLate {
+                    if !vk.allow_when_sidecar_down {
+                        let _ = reply_error(
+                            host,
+                            &GatewayError::Unavailable {
+                                message: "The gateway cannot check this request's end user right now.".into(),
+                                retry_after_secs: 1,
+                            },
+                        );
+                        return;
+                    }
+                    host.count("switchyard.end_users.unverified_allowed");
+                    self.end_users_unverified = true;
+                }
+                if self.admit_and_forward(host, operation, requested, grants, answers) == Flow::Continue {
+                    if let Err(e) = host.resume_request() {
+                        log::error!("downstream filter: could not resume the request: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Carries on with the request (or refuses it) once its key lookup has an answer.
@@ -432,10 +489,13 @@ impl DownstreamExchange {
         // Phase 2, parse.
         let config = Rc::clone(&self.config);
         let count_tokens = matches!(&self.caller, Some(Caller::Key(record)) if record.limits_tokens());
-        let requested = match inspect(&config, operation, &body, count_tokens) {
+        let mut requested = match inspect(&config, operation, &body, count_tokens) {
             Ok(r) => r,
             Err(err) => return reply_error(host, &err),
         };
+        if let Some(id) = self.end_user_header.take() {
+            requested.end_user = Some(id);
+        }
         let grants = match &self.config.virtual_keys {
             Some(vk) if vk.global_limits => Grants::MayAsk,
             _ => Grants::Unused,
@@ -455,8 +515,15 @@ impl DownstreamExchange {
     ) -> Flow {
         // Phase 3, admission.
         let asks = match self.admit(host, &requested, grants) {
-            Ok(None) => None,
-            Ok(Some(asks)) => Some(asks),
+            Ok(Admit::Yes) => None,
+            Ok(Admit::Ask(asks)) => Some(asks),
+            Ok(Admit::WaitForEndUsers) => {
+                let timeout = self.config.virtual_keys.as_ref().map_or(1000, |vk| u64::from(vk.timeout_ms));
+                let deadline = host.now_nanos() / 1_000_000 + timeout;
+                OWNERS.with(|o| o.borrow_mut().wait_for_end_users(self.context_id, deadline));
+                self.end_users_wait = Some((operation, requested, grants, answers));
+                return Flow::Pause;
+            }
             Err(err) => return reply_error(host, &err),
         };
         if let Some(asks) = asks {
@@ -534,47 +601,71 @@ impl DownstreamExchange {
     }
 
     /// Phase 3: may the caller do this, now? A virtual key (and its team) must be
-    /// allowed the model group it named, and every rate limit of the key, its team, its
-    /// user and the key's per-model limit must have room. `Some(asks)`: not decided yet,
-    /// the sidecar is to be asked for more of some global limits first.
-    fn admit(
-        &mut self,
-        host: &dyn Host,
-        requested: &Requested,
-        grants: Grants,
-    ) -> Result<Option<Vec<Ask>>, GatewayError> {
-        let (Some(Caller::Key(record)), Some(vk)) = (&self.caller, &self.config.virtual_keys) else { return Ok(None) };
-        record.may_use(&requested.asked_for)?;
+    /// allowed the model group it named; the end user the request names must not be
+    /// blocked and must be allowed the model group; and every rate limit of the key, its
+    /// team, its user, the key's per-model limit and the end user must have room. Not
+    /// decided yet: the sidecar is to be asked for more of some global limits first
+    /// (`Ask`), or the end users are still being loaded (`WaitForEndUsers`).
+    fn admit(&mut self, host: &dyn Host, requested: &Requested, grants: Grants) -> Result<Admit, GatewayError> {
+        let Some(vk) = &self.config.virtual_keys else { return Ok(Admit::Yes) };
         let model = requested.asked_for.as_str();
-        let key = &record.limits;
-        let mut entities =
-            vec![Limited::new("api_key", &record.token, key.rpm_limit, key.tpm_limit, key.max_parallel_requests)];
-        let (model_rpm, model_tpm) = (key.model_rpm_limit.get(model).copied(), key.model_tpm_limit.get(model).copied());
-        if model_rpm.is_some() || model_tpm.is_some() {
+        let mut entities = Vec::new();
+        let mut tokens = requested.tokens;
+        if let Some(Caller::Key(record)) = &self.caller {
+            record.may_use(model)?;
+            let key = &record.limits;
             entities.push(Limited::new(
-                "model_per_key",
-                &format!("{}:{model}", record.token),
-                model_rpm,
-                model_tpm,
-                None,
+                "api_key",
+                &record.token,
+                key.rpm_limit,
+                key.tpm_limit,
+                key.max_parallel_requests,
             ));
+            let (model_rpm, model_tpm) =
+                (key.model_rpm_limit.get(model).copied(), key.model_tpm_limit.get(model).copied());
+            if model_rpm.is_some() || model_tpm.is_some() {
+                let id = format!("{}:{model}", record.token);
+                entities.push(Limited::new("model_per_key", &id, model_rpm, model_tpm, None));
+            }
+            if let Some(team) = &record.team {
+                let l = &team.limits;
+                entities.push(Limited::new("team", &team.team_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
+            }
+            if let Some(user) = &record.user {
+                let l = &user.limits;
+                entities.push(Limited::new("user", &user.user_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
+            }
         }
-        if let Some(team) = &record.team {
-            let l = &team.limits;
-            entities.push(Limited::new("team", &team.team_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
-        }
-        if let Some(user) = &record.user {
-            let l = &user.limits;
-            entities.push(Limited::new("user", &user.user_id, l.rpm_limit, l.tpm_limit, l.max_parallel_requests));
+        if let Some(id) = requested.end_user.as_deref().filter(|_| !self.end_users_unverified) {
+            if !END_USERS_LOADED.get() {
+                if Load::read(host) != Load::Done {
+                    return Ok(Admit::WaitForEndUsers);
+                }
+                END_USERS_LOADED.set(true);
+            }
+            if let Some(end_user) = customers::lookup(host, id) {
+                end_user.may_use(model)?;
+                if end_user.tpm_limit.is_some() && tokens == 0 {
+                    // Not counted for the key: about four bytes a token, an upper estimate.
+                    tokens = requested.body_len / 4;
+                }
+                entities.push(Limited::new(
+                    "end_user",
+                    id,
+                    end_user.rpm_limit,
+                    end_user.tpm_limit,
+                    end_user.max_parallel_requests,
+                ));
+            }
         }
         if entities.iter().any(Limited::limits_anything) {
             let now_ms = host.now_nanos() / 1_000_000;
-            match limits::admit(host, &entities, requested.tokens, now_ms, vk.parallel_slot_ttl * 1000, grants)? {
+            match limits::admit(host, &entities, tokens, now_ms, vk.parallel_slot_ttl * 1000, grants)? {
                 Admission::Admitted(taken) => self.taken = taken,
-                Admission::Ask(asks) => return Ok(Some(asks)),
+                Admission::Ask(asks) => return Ok(Admit::Ask(asks)),
             }
         }
-        Ok(None)
+        Ok(Admit::Yes)
     }
 
     /// The request is over (answered, refused, reset or abandoned): give back its room in
@@ -617,7 +708,7 @@ impl Drop for DownstreamExchange {
         }
         // A request that ends while it waits: its calls are forgotten, a lookup it led
         // goes to the requests that joined it.
-        if self.key_wait.is_some() || self.grant_wait.is_some() {
+        if self.key_wait.is_some() || self.grant_wait.is_some() || self.end_users_wait.is_some() {
             let _ = OWNERS.try_with(|o| o.borrow_mut().ended(self.context_id));
         }
     }
@@ -631,6 +722,9 @@ struct Requested {
     stream: bool,
     /// Estimated input tokens (four characters a token): what token limits admit on.
     tokens: u64,
+    /// The end user the request names (`user`, or a header).
+    end_user: Option<String>,
+    body_len: u64,
 }
 
 impl DownstreamExchange {
@@ -707,7 +801,7 @@ fn inspect(
     // must carry its own and no other (OpenAI rejects such fields as unrecognized too).
     // Each request type sees the others' fields, so this costs no second parse.
     let stray = |found: &[(bool, Operation)]| found.iter().find(|(present, _)| *present).map(|(_, op)| *op);
-    let (asked_for, entry, stream, tokens, stray) = match operation {
+    let (asked_for, entry, stream, tokens, stray, end_user) = match operation {
         Operation::Chat => {
             let req: ChatRequest = parse_request(body)?;
             let other = |name: &str| req.other.iter().any(|(key, value)| key == name && value.get() != "null");
@@ -715,7 +809,7 @@ fn inspect(
             validate::chat_request(&req)?;
             let entry = entry_for(&req.model)?;
             let tokens = (entry.context_window.is_some() || count_tokens).then(|| tokens::chat(&req));
-            (req.model.into_owned(), entry, req.stream, tokens, stray)
+            (req.model.into_owned(), entry, req.stream, tokens, stray, req.user.map(Cow::into_owned))
         }
         Operation::Embeddings => {
             let req: EmbeddingsRequest = parse_request(body)?;
@@ -724,7 +818,8 @@ fn inspect(
             validate::embeddings_request(&req)?;
             // About four bytes a token, the body's JSON included: an upper estimate.
             let tokens = count_tokens.then_some(body.len() as u64 / 4);
-            (req.model.to_string(), entry_for(&req.model)?, false, tokens, stray)
+            let user = req.user.map(Cow::into_owned);
+            (req.model.to_string(), entry_for(&req.model)?, false, tokens, stray, user)
         }
         Operation::Completions => {
             let req: CompletionsRequest = parse_request(body)?;
@@ -733,7 +828,8 @@ fn inspect(
             validate::completions_request(&req)?;
             let entry = entry_for(&req.model)?;
             let tokens = (entry.context_window.is_some() || count_tokens).then(|| tokens::prompt(req.prompt));
-            (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens, stray)
+            let user = req.user.map(Cow::into_owned);
+            (req.model.into_owned(), entry, req.stream.unwrap_or(false), tokens, stray, user)
         }
     };
     if let Some(stray) = stray {
@@ -751,7 +847,14 @@ fn inspect(
         })?,
         None => entry,
     };
-    Ok(Requested { asked_for, route_to: route_to.id.clone(), stream, tokens: tokens.unwrap_or(0) })
+    Ok(Requested {
+        asked_for,
+        route_to: route_to.id.clone(),
+        stream,
+        tokens: tokens.unwrap_or(0),
+        end_user: end_user.filter(|u| !u.is_empty()),
+        body_len: body.len() as u64,
+    })
 }
 
 fn reply(host: &dyn Host, status: u16, body: &[u8]) -> Flow {

@@ -13,8 +13,10 @@
 //! poll, and a change made between such a fetch and the poll must still reach them.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::config::VirtualKeys;
+use crate::customers;
 use crate::host::{Host, Stored};
 use crate::keys::{self, CachedKey};
 
@@ -82,17 +84,53 @@ struct Change {
     id: String,
 }
 
-/// One worker's part in following the feed.
+/// One worker's part in following the feed: the call it has in flight, if any.
 #[derive(Default)]
 pub struct FeedFollower {
-    /// The poll this worker has in flight: its call token and the position it asked from.
-    polling: Option<(u32, Option<u64>)>,
+    in_flight: Option<InFlight>,
+}
+
+enum InFlight {
+    /// A poll of the change feed from `since` (`None`: this process's first).
+    Poll { token: u32, since: Option<u64> },
+    /// The end users a poll reported changed, fetched before the feed moves on to `next`
+    /// (`more`: at once); `seqs`: each one's change, the version of its deletion if gone.
+    Fetch { token: u32, next: u64, more: bool, seqs: Vec<(String, u64)> },
+    /// A page of the end users that restrict anything (`crate::customers`).
+    Page { token: u32 },
+}
+
+impl InFlight {
+    fn token(&self) -> u32 {
+        match self {
+            InFlight::Poll { token, .. } | InFlight::Fetch { token, .. } | InFlight::Page { token } => *token,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CustomerPage {
+    #[serde(default)]
+    customers: Vec<Box<RawValue>>,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    missing: Vec<String>,
+}
+
+/// The id and version of an end user's record, read from its JSON.
+#[derive(Deserialize)]
+struct CustomerHead {
+    user_id: String,
+    #[serde(default)]
+    version: u64,
 }
 
 impl FeedFollower {
-    /// The root context's tick: poll if the feed is due and this worker wins the lease.
+    /// The root context's tick: if the feed is due and this worker wins the lease, poll it
+    /// (or, once the position is known and until they are loaded, fetch a page of end users).
     pub fn on_tick(&mut self, host: &dyn Host, vk: &VirtualKeys) {
-        if self.polling.is_some() {
+        if self.in_flight.is_some() {
             return;
         }
         let now_ms = host.now_nanos() / 1_000_000;
@@ -108,63 +146,149 @@ impl FeedFollower {
         if host.set_shared_data(FEED_KEY, &claimed.encode(), Some(shared.cas)) != Ok(Stored::Yes) {
             return; // another worker polls this time
         }
-        let path = match state.seq {
-            Some(seq) => format!("/internal/v1/changes?since={seq}&limit={PAGE}"),
-            None => format!(
-                "/internal/v1/changes?since_time={}&limit={PAGE}",
-                (state.started_ms / 1000).saturating_sub(START_MARGIN_SECS)
+        let (path, page) = match (state.seq, state.seq.map(|_| customers::Load::read(host))) {
+            (Some(_), Some(customers::Load::NotBegun)) => (format!("/internal/v1/customers?limit={PAGE}"), true),
+            (Some(_), Some(customers::Load::After(after))) => {
+                let after = after.map(|a| format!("&after={}", percent_encode(&a))).unwrap_or_default();
+                (format!("/internal/v1/customers?limit={PAGE}{after}"), true)
+            }
+            (Some(seq), _) => (format!("/internal/v1/changes?since={seq}&limit={PAGE}"), false),
+            (None, _) => (
+                format!(
+                    "/internal/v1/changes?since_time={}&limit={PAGE}",
+                    (state.started_ms / 1000).saturating_sub(START_MARGIN_SECS)
+                ),
+                false,
             ),
         };
-        let headers = [
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", "switchyard-sidecar"),
-            ("x-switchyard-internal", vk.internal_secret.as_str()),
-        ];
-        match host.http_call(&vk.sidecar_cluster, &headers, b"", vk.timeout_ms) {
-            Ok(token) => self.polling = Some((token, state.seq)),
-            Err(e) => {
-                log::debug!("switchyard: cannot poll the sidecar's change feed: {e}");
-                release(host, None, now_ms + POLL_INTERVAL_MS);
+        match call(host, vk, &path) {
+            Ok(token) if page => self.in_flight = Some(InFlight::Page { token }),
+            Ok(token) => self.in_flight = Some(InFlight::Poll { token, since: state.seq }),
+            Err(()) => release(host, None, now_ms + POLL_INTERVAL_MS),
+        }
+    }
+
+    /// Whether call `token` is this worker's.
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| f.token() == token)
+    }
+
+    /// The sidecar answered this worker's call.
+    pub fn on_http_call_response(&mut self, host: &dyn Host, vk: &VirtualKeys, token: u32, body_size: usize) {
+        let Some(in_flight) = self.in_flight.take_if(|f| f.token() == token) else { return };
+        let now_ms = host.now_nanos() / 1_000_000;
+        let status = host.http_call_response_headers().ok().and_then(|h| h.get(":status").map(str::to_string));
+        let body = match status.as_deref() {
+            Some("200") => host.http_call_response_body(body_size).ok(),
+            _ => None,
+        };
+        let Some(body) = body else {
+            log::debug!("switchyard: the sidecar did not answer the change feed's call (status {status:?})");
+            return release(host, None, now_ms + POLL_INTERVAL_MS);
+        };
+        match in_flight {
+            InFlight::Poll { since, .. } => self.on_poll(host, vk, since, &body, now_ms),
+            InFlight::Fetch { next, more, seqs, .. } => {
+                let Ok(page) = serde_json::from_slice::<CustomerPage>(&body) else {
+                    return release(host, None, now_ms + POLL_INTERVAL_MS);
+                };
+                store_customers(host, &page.customers);
+                for id in &page.missing {
+                    if let Some((_, seq)) = seqs.iter().find(|(i, _)| i == id) {
+                        customers::store(host, id, *seq, None);
+                    }
+                }
+                release(host, Some(next), if more { 0 } else { now_ms + POLL_INTERVAL_MS });
+            }
+            InFlight::Page { .. } => {
+                let Ok(page) = serde_json::from_slice::<CustomerPage>(&body) else {
+                    return release(host, None, now_ms + POLL_INTERVAL_MS);
+                };
+                store_customers(host, &page.customers);
+                match page.next {
+                    Some(after) => customers::Load::After(Some(after)).write(host),
+                    None => customers::Load::Done.write(host),
+                }
+                // The next page (or poll) at once.
+                release(host, None, 0);
             }
         }
     }
 
-    /// Whether call `token` is this worker's poll.
-    pub fn owns(&self, token: u32) -> bool {
-        self.polling.is_some_and(|(t, _)| t == token)
-    }
-
-    /// The feed answered: mark every changed key, move the position on.
-    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let Some((_, since)) = self.polling.take_if(|(t, _)| *t == token) else { return };
-        let now_ms = host.now_nanos() / 1_000_000;
-        let status = host.http_call_response_headers().ok().and_then(|h| h.get(":status").map(str::to_string));
-        let page = match status.as_deref() {
-            Some("200") => {
-                host.http_call_response_body(body_size).ok().and_then(|body| serde_json::from_slice::<Page>(&body).ok())
-            }
-            _ => None,
-        };
-        let Some(page) = page else {
-            log::debug!("switchyard: the sidecar's change feed did not answer (status {status:?})");
+    /// A page of the change feed: mark every changed key; fetch the changed end users
+    /// before moving the position on.
+    fn on_poll(&mut self, host: &dyn Host, vk: &VirtualKeys, since: Option<u64>, body: &[u8], now_ms: u64) {
+        let Ok(page) = serde_json::from_slice::<Page>(body) else {
             return release(host, None, now_ms + POLL_INTERVAL_MS);
         };
         if since.is_some() && page.reset {
             log::warn!(
-                "switchyard: the sidecar's change feed restarted (a new database?); cached keys expire by their TTL"
+                "switchyard: the sidecar's change feed restarted (a new database?); cached keys expire by their TTL, \
+                 end users are loaded again (restart Envoy to drop end users the new database does not have)"
             );
+            customers::Load::After(None).write(host);
         }
-        for change in page.changes.iter().filter(|c| c.kind == "key") {
-            let entry = CachedKey::encode_changed(change.seq);
-            if let Err(e) = host.set_shared_data(&keys::cache_key(&change.id), &entry, None) {
-                log::warn!("switchyard: could not mark a changed key: {e}");
+        let mut seqs: Vec<(String, u64)> = Vec::new();
+        for change in &page.changes {
+            match change.kind.as_str() {
+                "key" => {
+                    let entry = CachedKey::encode_changed(change.seq);
+                    if let Err(e) = host.set_shared_data(&keys::cache_key(&change.id), &entry, None) {
+                        log::warn!("switchyard: could not mark a changed key: {e}");
+                    }
+                }
+                "customer" if !page.reset => match seqs.iter_mut().find(|(id, _)| *id == change.id) {
+                    Some((_, seq)) => *seq = (*seq).max(change.seq),
+                    None => seqs.push((change.id.clone(), change.seq)),
+                },
+                _ => {}
             }
         }
         let next = if page.reset { page.latest } else { page.seq };
-        // A page cut short is followed at once.
-        release(host, Some(next), if page.more { 0 } else { now_ms + POLL_INTERVAL_MS });
+        if seqs.is_empty() {
+            // A page cut short is followed at once.
+            return release(host, Some(next), if page.more { 0 } else { now_ms + POLL_INTERVAL_MS });
+        }
+        let query: Vec<String> = seqs.iter().map(|(id, _)| format!("id={}", percent_encode(id))).collect();
+        match call(host, vk, &format!("/internal/v1/customers?{}", query.join("&"))) {
+            Ok(token) => self.in_flight = Some(InFlight::Fetch { token, next, more: page.more, seqs }),
+            // The position stays: the next poll reports these changes again.
+            Err(()) => release(host, None, now_ms + POLL_INTERVAL_MS),
+        }
     }
+}
+
+fn call(host: &dyn Host, vk: &VirtualKeys, path: &str) -> Result<u32, ()> {
+    let headers = [
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "switchyard-sidecar"),
+        ("x-switchyard-internal", vk.internal_secret.as_str()),
+    ];
+    host.http_call(&vk.sidecar_cluster, &headers, b"", vk.timeout_ms).map_err(|e| {
+        log::debug!("switchyard: cannot call the sidecar for the change feed: {e}");
+    })
+}
+
+fn store_customers(host: &dyn Host, records: &[Box<RawValue>]) {
+    for raw in records {
+        if let Ok(head) = serde_json::from_str::<CustomerHead>(raw.get()) {
+            customers::store(host, &head.user_id, head.version, Some(raw.get().as_bytes()));
+        }
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Ends this worker's poll: the new position (never backwards), and when the next is due.
@@ -239,14 +363,26 @@ mod tests {
             json!({"seq": 41, "latest": 41, "more": false, "reset": false,
             "changes": [{"seq": 41, "kind": "key", "id": keys::hash("sk-old")}]}),
         );
-        a.on_http_call_response(&wa, 1, size);
+        a.on_http_call_response(&wa, &vk(), 1, size);
         assert_eq!(feed(&shared), FeedState { seq: Some(41), not_before_ms: 100_500, started_ms: 100_000 });
         let entry = shared.data.borrow().get(&keys::cache_key(&keys::hash("sk-old"))).map(|(v, _)| v.clone()).unwrap();
         assert_eq!(CachedKey::decode(&entry), Some(CachedKey::Changed { seq: 41 }));
-        // Not due yet; then due, and B may poll.
+        // Not due yet; then due, and B loads the end users first (one page), then polls.
         let early = worker(&shared, 100_400);
         b.on_tick(&early, &vk());
         assert!(early.http_calls.borrow().is_empty());
+        let loader = worker(&shared, 100_550);
+        b.on_tick(&loader, &vk());
+        let calls = loader.http_calls.borrow().clone();
+        assert!(calls[0].1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/customers?limit=1000"));
+        let size = answer(
+            &loader,
+            200,
+            json!({"customers": [{"user_id": "acme 1", "blocked": true, "models": [], "version": 40}], "next": null}),
+        );
+        b.on_http_call_response(&loader, &vk(), 1, size);
+        assert_eq!(customers::Load::read(&loader), customers::Load::Done);
+        assert!(customers::lookup(&loader, "acme 1").is_some_and(|c| c.blocked));
         let later = worker(&shared, 100_600);
         b.on_tick(&later, &vk());
         let calls = later.http_calls.borrow().clone();
@@ -258,10 +394,62 @@ mod tests {
             json!({"seq": 43, "latest": 43, "more": false, "reset": false, "changes": [
             {"seq": 42, "kind": "key", "id": hash}, {"seq": 43, "kind": "customer", "id": "u1"}]}),
         );
-        b.on_http_call_response(&later, 1, size);
+        b.on_http_call_response(&later, &vk(), 1, size);
         let entry = shared.data.borrow().get(&keys::cache_key(&hash)).map(|(v, _)| v.clone()).unwrap();
         assert_eq!(CachedKey::decode(&entry), Some(CachedKey::Changed { seq: 42 }));
+        // The end user the page changed is fetched before the position moves on.
+        assert_eq!(feed(&shared).seq, Some(41));
+        let fetch = later.http_calls.borrow()[1].clone();
+        assert!(fetch.1.iter().any(|(k, v)| k == ":path" && v == "/internal/v1/customers?id=u1"));
+        let size = answer(&later, 200, json!({"customers": [], "missing": ["u1"]}));
+        b.on_http_call_response(&later, &vk(), 2, size);
         assert_eq!(feed(&shared).seq, Some(43));
+    }
+
+    #[test]
+    fn changed_end_users_are_fetched_and_deleted_ones_dropped() {
+        let shared = Rc::new(FakeShared::default());
+        let mut f = FeedFollower::default();
+        let w = worker(&shared, 1_000);
+        // Position known, end users loaded: a poll.
+        shared
+            .data
+            .borrow_mut()
+            .insert(FEED_KEY.into(), (FeedState { seq: Some(10), not_before_ms: 0, started_ms: 1 }.encode(), 1));
+        customers::Load::Done.write(&w);
+        customers::store(&w, "gone", 3, Some(br#"{"user_id": "gone", "blocked": true, "version": 3}"#));
+        f.on_tick(&w, &vk());
+        let size = answer(
+            &w,
+            200,
+            json!({"seq": 12, "latest": 12, "more": false, "reset": false, "changes": [
+            {"seq": 11, "kind": "customer", "id": "a/b"}, {"seq": 12, "kind": "customer", "id": "gone"}]}),
+        );
+        f.on_http_call_response(&w, &vk(), 1, size);
+        let path = w.http_calls.borrow()[1].1.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(path, "/internal/v1/customers?id=a%2Fb&id=gone");
+        // The sidecar failing leaves the position, so the next poll sees them again.
+        let size = answer(&w, 503, json!({}));
+        f.on_http_call_response(&w, &vk(), 2, size);
+        assert_eq!(feed(&shared).seq, Some(10));
+        let w = worker(&shared, 2_000);
+        f.on_tick(&w, &vk());
+        let size = answer(
+            &w,
+            200,
+            json!({"seq": 12, "latest": 12, "more": false, "reset": false, "changes": [
+            {"seq": 11, "kind": "customer", "id": "a/b"}, {"seq": 12, "kind": "customer", "id": "gone"}]}),
+        );
+        f.on_http_call_response(&w, &vk(), 1, size);
+        let size = answer(
+            &w,
+            200,
+            json!({"customers": [{"user_id": "a/b", "rpm_limit": 2, "version": 11}], "missing": ["gone"]}),
+        );
+        f.on_http_call_response(&w, &vk(), 2, size);
+        assert_eq!(customers::lookup(&w, "a/b").and_then(|c| c.rpm_limit), Some(2));
+        assert_eq!(customers::lookup(&w, "gone"), None);
+        assert_eq!(feed(&shared).seq, Some(12));
     }
 
     #[test]
@@ -271,12 +459,12 @@ mod tests {
         let w = worker(&shared, 1_000);
         a.on_tick(&w, &vk());
         let size = answer(&w, 503, json!({}));
-        a.on_http_call_response(&w, 1, size);
+        a.on_http_call_response(&w, &vk(), 1, size);
         assert_eq!(feed(&shared), FeedState { seq: None, not_before_ms: 1_500, started_ms: 1_000 }, "retried soon");
         let w = worker(&shared, 1_600);
         a.on_tick(&w, &vk());
         let size = answer(&w, 200, json!({"seq": 5, "latest": 9, "more": true, "reset": false, "changes": []}));
-        a.on_http_call_response(&w, 1, size);
+        a.on_http_call_response(&w, &vk(), 1, size);
         assert_eq!(
             feed(&shared),
             FeedState { seq: Some(5), not_before_ms: 0, started_ms: 1_000 },

@@ -109,7 +109,7 @@ where
 const ALL_MODELS: [&str; 2] = ["all-proxy-models", "*"];
 const ALL_TEAM_MODELS: &str = "all-team-models";
 
-fn allows(models: &[String], model: &str) -> bool {
+pub(crate) fn allows(models: &[String], model: &str) -> bool {
     models.is_empty()
         || models.iter().any(|m| {
             m == model

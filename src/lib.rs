@@ -13,6 +13,7 @@
 pub mod callouts;
 pub mod codec;
 pub mod config;
+pub mod customers;
 pub mod downstream;
 pub mod endpoint;
 pub mod error;

@@ -426,7 +426,7 @@ mod virtual_keys {
 
     #[test]
     fn concurrent_misses_of_one_key_share_one_lookup() {
-        use crate::callouts::{KeyAnswer, OWNERS};
+        use crate::callouts::{Event, KeyAnswer, OWNERS};
         let shared = Rc::new(FakeShared::default());
         let cfg = vk_config("deny");
         let request = |ctx: u32, key: &str| {
@@ -449,8 +449,8 @@ mod virtual_keys {
         answer(&mut leader, &lh, 200, Some(record(json!({}))));
         let wakes = OWNERS.with(|o| o.borrow_mut().take_wakes());
         assert_eq!(wakes.len(), 1);
-        assert_eq!((wakes[0].context_id, matches!(wakes[0].answer, KeyAnswer::Found(_))), (102, true));
-        joined.on_wake(&jh, wakes[0].answer.clone());
+        assert_eq!((wakes[0].context_id, matches!(wakes[0].event, Event::Key(KeyAnswer::Found(_)))), (102, true));
+        joined.on_wake(&jh, wakes[0].event.clone());
         assert_eq!((jh.resumed.get(), jh.request_header(ROUTE_HEADER).as_deref()), (1, Some("demo")));
         assert_eq!(jh.shared_calls.get(), 1, "the joined request read the cache once, and wrote nothing");
         // An unknown key: the joined request is refused like its leader.
@@ -460,7 +460,7 @@ mod virtual_keys {
         send(&mut joined, &jh);
         answer(&mut leader, &lh, 404, None);
         for wake in OWNERS.with(|o| o.borrow_mut().take_wakes()) {
-            joined.on_wake(&jh, wake.answer);
+            joined.on_wake(&jh, wake.event);
         }
         assert_eq!(jh.reply().unwrap().0, 401);
         drop(other);
@@ -483,7 +483,7 @@ mod virtual_keys {
         drop(first); // the client went away: Envoy cancels its call
         let wakes = OWNERS.with(|o| o.borrow_mut().take_wakes());
         assert_eq!(wakes.len(), 1);
-        second.on_wake(&h2, wakes[0].answer.clone());
+        second.on_wake(&h2, wakes[0].event.clone());
         assert_eq!(h2.http_calls.borrow().len(), 1, "it leads a lookup of its own");
         answer(&mut second, &h2, 200, Some(record(json!({}))));
         assert_eq!(h2.resumed.get(), 1);
@@ -756,6 +756,85 @@ mod virtual_keys {
             results.push((send(&mut ex, &h).1, h.http_calls.borrow().len()));
         }
         assert_eq!(results, [(Flow::Continue, 0), (Flow::Pause, 0)], "the second is the third of the minute: 429");
+    }
+
+    fn end_user(shared: &Rc<FakeShared>, rec: Value) {
+        let h = FakeHost { shared: Rc::clone(shared), ..FakeHost::default() };
+        crate::customers::Load::Done.write(&h);
+        let id = rec["user_id"].as_str().unwrap().to_string();
+        crate::customers::store(&h, &id, 1, Some(rec.to_string().as_bytes()));
+    }
+
+    fn with_user(h: &FakeHost, user: &str) {
+        let mut body: Value = serde_json::from_slice(&h.request_body.borrow()).unwrap();
+        body["user"] = json!(user);
+        *h.request_body.borrow_mut() = body.to_string().into_bytes();
+    }
+
+    #[test]
+    fn end_users_blocked_model_lists_and_limits() {
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        cached(&shared, "sk-user", record(json!({})));
+        end_user(&shared, json!({"user_id": "blocked-1", "blocked": true}));
+        end_user(&shared, json!({"user_id": "narrow-1", "models": ["gpt"]}));
+        end_user(&shared, json!({"user_id": "slow-1", "rpm_limit": 1}));
+        let run = |user: &str, header: Option<&str>| {
+            let h = host(&shared, "sk-user", "demo", 1010);
+            with_user(&h, user);
+            if let Some(id) = header {
+                h.request_headers.borrow_mut().push(("x-litellm-end-user-id".into(), id.into()));
+            }
+            let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+            let flow = send(&mut ex, &h).1;
+            (flow, h.reply())
+        };
+        let (_, reply) = run("blocked-1", None);
+        let (status, body) = reply.unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("end_user_blocked")));
+        assert_eq!(body["error"]["message"], "User blocked from making LLM API Calls. User=blocked-1");
+        let (status, body) = run("narrow-1", None).1.unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("customer_model_access_denied")));
+        assert_eq!(run("slow-1", None).0, Flow::Continue);
+        let (status, body) = run("slow-1", None).1.unwrap();
+        assert_eq!((status, body["error"]["type"].as_str()), (429, Some("requests")));
+        assert!(body["error"]["message"].as_str().unwrap().contains("end_user"));
+        // The header names the end user before the body; an unknown one restricts nothing.
+        assert_eq!(run("someone-else", Some("blocked-1")).1.unwrap().0, 400);
+        assert_eq!(run("blocked-1", Some("nobody-known")).0, Flow::Continue);
+    }
+
+    #[test]
+    fn requests_naming_an_end_user_wait_until_the_end_users_are_loaded() {
+        use crate::callouts::{Event, OWNERS};
+        super::END_USERS_LOADED.set(false);
+        let shared = Rc::new(FakeShared::default());
+        cached(&shared, "sk-user", record(json!({})));
+        for (policy, event, expected) in [
+            ("deny", Event::EndUsersLoaded, None),
+            ("deny", Event::EndUsersLate, Some(503)),
+            ("allow", Event::EndUsersLate, None),
+        ] {
+            super::END_USERS_LOADED.set(false);
+            let h = host(&shared, "sk-user", "demo", 1010);
+            with_user(&h, "acme");
+            let mut ex = DownstreamExchange::new(vk_config(policy));
+            ex.set_context_id(401);
+            assert_eq!(send(&mut ex, &h).1, Flow::Pause, "waits: the end users are not loaded");
+            assert!(OWNERS.with(|o| o.borrow().has_end_user_waiters()));
+            OWNERS.with(|o| o.borrow_mut().ended(401));
+            ex.on_wake(&h, event.clone());
+            match expected {
+                Some(status) => assert_eq!(h.reply().unwrap().0, status),
+                None => {
+                    assert_eq!((h.resumed.get(), h.local_reply.borrow().is_none()), (1, true), "{policy} {event:?}")
+                }
+            }
+        }
+        // Requests without an end user never wait.
+        let h = host(&shared, "sk-user", "demo", 1010);
+        let mut ex = DownstreamExchange::new(vk_config("deny"));
+        assert_eq!(send(&mut ex, &h).1, Flow::Continue);
     }
 
     #[test]

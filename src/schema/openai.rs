@@ -703,6 +703,8 @@ pub struct CompletionsRequest<'a> {
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub stream: Option<bool>,
+    #[serde(default, borrow)]
+    pub user: Option<Cow<'a, str>>,
     /// Fields that define other operations; a body must not carry them.
     #[serde(default)]
     pub messages: Option<IgnoredAny>,

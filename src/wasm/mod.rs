@@ -59,7 +59,11 @@ struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.feed.owns(token_id) {
-            self.feed.on_http_call_response(&WasmHost, token_id, body_size);
+            if let Some(Stage::Downstream(c)) = &self.stage {
+                if let Some(vk) = &c.virtual_keys {
+                    self.feed.on_http_call_response(&WasmHost, vk, token_id, body_size);
+                }
+            }
         } else {
             // A call a woken request made from this context's callback (see `callouts`).
             requests::deliver(self.context_id, token_id, body_size);
@@ -312,7 +316,7 @@ mod requests {
                 return;
             }
             for wake in wakes {
-                in_context(wake.context_id, |ex| ex.on_wake(&WasmHost, wake.answer));
+                in_context(wake.context_id, |ex| ex.on_wake(&WasmHost, wake.event));
             }
         }
     }
@@ -321,6 +325,10 @@ mod requests {
     /// (their answer was lost), and pending wakes run.
     pub fn sweep(root: u32) {
         let now_ms = abi::now_nanos() / 1_000_000;
+        if OWNERS.with(|o| o.borrow().has_end_user_waiters()) {
+            let loaded = crate::customers::Load::read(&WasmHost) == crate::customers::Load::Done;
+            OWNERS.with(|o| o.borrow_mut().check_end_users(loaded, now_ms));
+        }
         let lost = OWNERS.with(|o| o.borrow_mut().expired(now_ms));
         let switches = !lost.is_empty() || OWNERS.with(|o| o.borrow().has_wakes());
         for (token, owner) in lost {

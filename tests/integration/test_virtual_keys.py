@@ -365,3 +365,63 @@ def test_requests_that_joined_a_lookup_whose_client_left_are_still_answered(side
     finally:
         gateway.stop()
         link.stop()
+
+
+def wait_for(check, timeout: float = 2.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def ask_as(gw: Gateway, key: str, user: str, model: str = "claude", header: bool = False) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", **({"x-litellm-end-user-id": user} if header else {})}
+    body = {"model": model, **HI, **({} if header else {"user": user})}
+    return gw.chat(body, headers=headers)
+
+
+def test_end_users_are_enforced_and_admin_changes_reach_them_within_2_s(gw):
+    key = new_key(gw)
+    user = f"eu-{time.monotonic_ns()}"
+    assert admin(gw, "/customer/new", {"user_id": user, "rpm_limit": 2, "models": ["claude"]}).status_code == 200
+    # The feed brings the new end user within a poll or two.
+    wait_for(lambda: ask_as(gw, key, user, "claude-2").status_code == 403, what="the end user's model list")
+    r = ask_as(gw, key, user, "claude-2")
+    assert openai_error(r)["code"] == "customer_model_access_denied"
+    early_in_a_minute()
+    statuses = [ask_as(gw, key, user).status_code for _ in range(3)]
+    assert statuses.count(200) <= 2 and statuses[-1] == 429, statuses
+    err = openai_error(ask_as(gw, key, user, header=True))
+    assert err["code"] == "rate_limit_exceeded" and "end_user" in err["message"]
+    # Blocked: LiteLLM's 400, on every worker within 2 s.
+    assert admin(gw, "/customer/block", {"user_ids": [user]}).status_code == 200
+    wait_for(lambda: ask_as(gw, key, user).status_code == 400, what="the block")
+    r = ask_as(gw, key, user)
+    assert openai_error(r)["message"] == f"User blocked from making LLM API Calls. User={user}"
+    # Deleted: it restricts nothing any more.
+    assert admin(gw, "/customer/delete", {"user_ids": [user]}).status_code == 200
+    wait_for(lambda: ask_as(gw, key, user).status_code == 200, what="the deletion")
+    # An end user nobody configured costs nothing and is let through.
+    assert ask_as(gw, key, f"unknown-{time.monotonic_ns()}").status_code == 200
+
+
+def test_a_new_gateway_loads_the_end_users_before_it_admits_them(sidecar, anthropic_mock, gw):
+    user = f"eu-load-{time.monotonic_ns()}"
+    assert admin(gw, "/customer/new", {"user_id": user}).status_code == 200
+    assert admin(gw, "/customer/block", {"user_ids": [user]}).status_code == 200
+    key = new_key(gw)
+    fresh = Gateway(groups(anthropic_mock), env={**ENV, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}, sidecar=sidecar,
+                    virtual_keys={}, concurrency=2)
+    try:
+        # The very first requests wait for the loading, then are refused.
+        statuses = [ask_as(fresh, key, user).status_code for _ in range(4)]
+        assert statuses == [400] * 4
+    finally:
+        fresh.stop()
+
+
+def early_in_a_minute() -> None:
+    """Limits count wall-clock minutes: start a burst where it cannot straddle two."""
+    second = time.time() % 60
+    if second > 45:
+        time.sleep(60.5 - second)

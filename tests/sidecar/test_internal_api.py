@@ -106,3 +106,27 @@ def test_a_follower_starting_afresh_gets_the_changes_since_it_started(sidecar):
     assert later["changes"] == [] and later["seq"] == later["latest"] == page["latest"]
     error(400, "not both", "since_time")(sidecar.internal.get("/internal/v1/changes", params={"since": 0, "since_time": 1}))
     error(400, "since_time must be an integer", "since_time")(sidecar.internal.get("/internal/v1/changes", params={"since_time": "x"}))
+
+
+def test_end_users_that_restrict_anything_are_listed_in_pages_and_fetched_by_id(sidecar):
+    prefix = uid("eu")
+    a, b, c, d = (f"{prefix}-{n}" for n in "abcd")
+    sidecar.post("/customer/new", {"user_id": a, "rpm_limit": 5})
+    sidecar.post("/customer/new", {"user_id": b})  # restricts nothing: not listed
+    sidecar.post("/customer/new", {"user_id": c, "models": ["gpt-4o"]})
+    sidecar.post("/customer/new", {"user_id": d})
+    sidecar.post("/customer/block", {"user_ids": [d]})
+    seen, after = [], None
+    while True:
+        params = {"limit": 1, **({"after": after} if after else {})}
+        page = sidecar.internal.get("/internal/v1/customers", params=params).json()
+        seen += [x["user_id"] for x in page["customers"] if x["user_id"].startswith(prefix)]
+        after = page["next"]
+        if after is None:
+            break
+    assert seen == [a, c, d]
+    batch = sidecar.internal.get("/internal/v1/customers", params=[("id", a), ("id", b), ("id", "nobody")]).json()
+    assert sorted(x["user_id"] for x in batch["customers"]) == [a, b] and batch["missing"] == ["nobody"]
+    rec = next(x for x in batch["customers"] if x["user_id"] == a)
+    assert rec["rpm_limit"] == 5 and rec["blocked"] is False and rec["version"] > 0
+    error(400, "limit must be", "limit")(sidecar.internal.get("/internal/v1/customers", params={"limit": 0}))

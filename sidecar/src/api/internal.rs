@@ -76,16 +76,75 @@ pub async fn key(State(st): State<Shared>, Path(hash): Path<String>) -> Result<R
     Ok(ok(Value::Object(out)))
 }
 
+/// The end user's fields the filter enforces.
+fn customer_record(c: &Record) -> Value {
+    let mut out = pick(c, &["user_id", "alias", "default_model", "allowed_model_region"]);
+    out.insert("models".into(), models(c));
+    out.insert("blocked".into(), json!(c.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
+    out.extend(pick(c, &["rpm_limit", "tpm_limit", "max_parallel_requests"]));
+    out.insert("version".into(), json!(version(Some(c))));
+    Value::Object(out)
+}
+
+/// Whether an end user restricts anything the filter enforces (blocked, a model list, a
+/// limit): only those are loaded into Envoy's shared data.
+fn restricts(c: &Record) -> bool {
+    c.get("blocked").and_then(Value::as_bool).unwrap_or(false)
+        || c.get("models").and_then(Value::as_array).is_some_and(|m| !m.is_empty())
+        || ["rpm_limit", "tpm_limit", "max_parallel_requests"].iter().any(|f| c.get(*f).is_some_and(|v| !v.is_null()))
+}
+
 pub async fn customer(State(st): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(c) = st.store.get(&END_USERS, &id).await? else {
         return Err(ApiError::not_found("id", "no such end user"));
     };
-    let mut out = pick(&c, &["user_id", "alias", "default_model", "allowed_model_region"]);
-    out.insert("models".into(), models(&c));
-    out.insert("blocked".into(), json!(c.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
-    out.extend(pick(&c, &["rpm_limit", "tpm_limit", "max_parallel_requests"]));
-    out.insert("version".into(), json!(version(Some(&c))));
-    Ok(ok(Value::Object(out)))
+    Ok(ok(customer_record(&c)))
+}
+
+/// Most end users per page, and per batch of ids.
+const MAX_CUSTOMERS: usize = 1000;
+
+/// `GET /internal/v1/customers?id=a&id=b`: those end users (`missing`: the ids that are
+/// not end users); or, without `id`, `?after=<id>&limit=<n>`: the end users that restrict
+/// anything, ordered by id, after `after` (`next`: where the next page starts, `null` at
+/// the end).
+pub async fn customers(State(st): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(q.as_deref());
+    let ids: Vec<String> = pairs.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.clone()).collect();
+    if !ids.is_empty() {
+        if ids.len() > MAX_CUSTOMERS {
+            return Err(ApiError::field("id", format!("at most {MAX_CUSTOMERS} ids per call")));
+        }
+        let (found, _) =
+            st.store.find(&END_USERS, vec![crate::store::Filter::In("user_id", ids.clone())], None).await?;
+        let known: std::collections::HashSet<&str> =
+            found.iter().filter_map(|c| c.get("user_id").and_then(Value::as_str)).collect();
+        let missing: Vec<&String> = ids.iter().filter(|id| !known.contains(id.as_str())).collect();
+        let customers: Vec<Value> = found.iter().map(customer_record).collect();
+        return Ok(ok(json!({"customers": customers, "missing": missing})));
+    }
+    let after = pairs.iter().find(|(k, _)| k == "after").map(|(_, v)| v.as_str());
+    let limit =
+        match pairs.iter().find(|(k, _)| k == "limit") {
+            None => MAX_CUSTOMERS,
+            Some((_, v)) => v.parse::<usize>().ok().filter(|n| (1..=MAX_CUSTOMERS).contains(n)).ok_or_else(|| {
+                ApiError::field("limit", format!("limit must be an integer from 1 to {MAX_CUSTOMERS}"))
+            })?,
+        };
+    // Every end user is read and filtered here (no index on "restricts"): a page costs a
+    // scan of the table, done once per Envoy process at start.
+    let (all, _) = st.store.find(&END_USERS, Vec::new(), None).await?;
+    let mut page: Vec<&Record> = all
+        .iter()
+        .filter(|c| restricts(c))
+        .filter(|c| c.get("user_id").and_then(Value::as_str).is_some_and(|id| after.is_none_or(|a| id > a)))
+        .collect();
+    page.sort_by(|a, b| a.get("user_id").and_then(Value::as_str).cmp(&b.get("user_id").and_then(Value::as_str)));
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = if more { page.last().and_then(|c| c.get("user_id")).cloned() } else { None };
+    let customers: Vec<Value> = page.into_iter().map(customer_record).collect();
+    Ok(ok(json!({"customers": customers, "next": next})))
 }
 
 pub async fn changes(State(st): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {

@@ -83,6 +83,7 @@ pub fn router(state: Shared) -> Router {
     let internal = Router::new()
         .route("/internal/v1/keys/{hash}", get(internal::key))
         .route("/internal/v1/changes", get(internal::changes))
+        .route("/internal/v1/customers", get(internal::customers))
         .route("/internal/v1/customers/{id}", get(internal::customer))
         .route("/internal/v1/grants", post(internal::grants))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_internal));
