@@ -75,16 +75,17 @@ build-bench:
 	$(CARGO) bench --locked --no-run
 
 # Side by side in one run: direct, plain Envoy, Switchyard, LiteLLM (see bench/compare.py).
-bench: setup build build-bench bench-tools
+bench: setup build sidecar build-bench bench-tools
 	$(PY) bench/compare.py
 
-# Quick and steady: Envoy CPU per request, plain vs Switchyard (a minute or two).
-bench-cpu: setup build build-bench bench-tools
+# Quick and steady: Envoy CPU per request, plain vs Switchyard, master key vs a virtual key
+# with RPM/TPM limits (three or four minutes).
+bench-cpu: setup build sidecar build-bench bench-tools
 	$(PY) bench/compare.py --cpu
 
 # Where the CPU per request goes: Envoy configs adding Switchyard's parts one at a time,
 # then time per callback and host call inside the VM (builds with --features idle, profile).
-bench-profile: setup build build-bench bench-tools
+bench-profile: setup build sidecar build-bench bench-tools
 	$(CARGO) build --locked --release --target wasm32-wasip1 --features idle --target-dir target/idle
 	$(CARGO) build --locked --release --target wasm32-wasip1 --features profile --target-dir target/profile
 	$(PY) bench/compare.py --profile

@@ -6,15 +6,23 @@ Everything talks to one fast Rust mock provider (bench/src/bin/mock_provider.rs)
     plain Envoy           Envoy proxying to the mock, no filter (the physical limit inside Envoy)
     Switchyard pass       the shipped gateway config, an OpenAI-compatible deployment
     Switchyard translated the shipped gateway config, an Anthropic-format deployment
+    Switchyard translated, virtual key with RPM/TPM limits
+                          the same requests with a virtual key of the real sidecar (SQLite in
+                          the bench's workdir) with rpm_limit and tpm_limit (never reached)
     LiteLLM               the LiteLLM proxy (PyPI, own virtualenv) with an OpenAI-compatible model
 
-each non-streaming and streaming (`make bench-profile` shows where the CPU and memory go:
-see `profile_main`). Per scenario: throughput at saturation (two connection
-counts), latency percentiles at fixed rates with coordinated-omission correction (oha),
-time to first chunk of streams (bench/src/bin/ttft.rs, open loop), proxy CPU time per
-request (/proc, the steadiest figure on a shared machine) and peak RSS. Scenarios
+each non-streaming and streaming (the virtual key non-streaming only; `make bench-profile`
+shows where the CPU and memory go: see `profile_main`). Per scenario: throughput at
+saturation (two connection counts), latency percentiles at fixed rates with
+coordinated-omission correction (oha), time to first chunk of streams
+(bench/src/bin/ttft.rs, open loop), proxy CPU time per request (/proc, the steadiest
+figure on a shared machine) and peak RSS. Scenarios
 alternate within each round; the report gives medians over rounds and the ratios of this
-run: Switchyard vs plain Envoy, Switchyard vs LiteLLM.
+run: Switchyard vs plain Envoy, Switchyard vs LiteLLM, a virtual key vs the master key.
+
+Every process starts through tools/launcher.py, as for `make run` and the tests. Switchyard's
+Envoy has virtual keys on (as `make run` with a master key): the master key's requests never
+touch them (it is checked first), so its rows and the virtual key's differ only by the key.
 
 Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10, per fixed-rate run; saturation runs take
 half), BENCH_RATES (100,500,2000), BENCH_CONNECTIONS (16,64), BENCH_SOAK_SECONDS (0: skip the
@@ -29,7 +37,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,10 +51,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import gatewayconf  # noqa: E402
+import launcher  # noqa: E402
 
 BIN = ROOT / "target" / "release"
 OHA = ROOT / ".bench" / "bin" / "oha"
-ENVOY = ROOT / ".venv" / "bin" / "envoy"
+ENVOY = launcher.ENVOY
 LITELLM = ROOT / ".bench" / "litellm-venv" / "bin" / "litellm"
 RESULTS = ROOT / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -63,6 +71,14 @@ STREAM_RATE = 100          # requests/s for the time-to-first-chunk probe
 # without one); direct and plain Envoy just carry the header along.
 MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
 AUTH = f"authorization: Bearer {MASTER_KEY}"
+# The filter and the sidecar share it for the sidecar's internal API (key lookups, the feed).
+INTERNAL_SECRET = "bench-internal-secret-0123456789abcdef"
+ENVOY_ENV = {"BENCH_MOCK_KEY": "sk-bench", "BENCH_MASTER_KEY": MASTER_KEY, "SWITCHYARD_INTERNAL_SECRET": INTERNAL_SECRET}
+# The virtual key's scenario, and its limits: high enough never to refuse during a run, so
+# every request pays for admission and release of its requests and tokens per minute.
+VIRTUAL_KEY = "Switchyard translated, virtual key with RPM/TPM limits"
+VIRTUAL_KEY_LIMITS = {"rpm_limit": 10**9, "tpm_limit": 10**9}
+VIRTUAL_KEY_TARGET_US = 15  # added Envoy CPU per request over the master key (issue 11)
 CHUNK_DELAY_MS = 20        # the mock's pause between stream events in that probe
 
 # A typical chat request: a system prompt, a few turns, sampling settings (~1 KB).
@@ -86,29 +102,6 @@ def body(model: str, stream: bool) -> dict:
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process in its own session, stopped (with everything it started) at exit."""
-
-    def __init__(self, args, env=None, log: Path | None = None, cwd=None):
-        self.log = log
-        out = open(log, "wb") if log else subprocess.DEVNULL
-        self.popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                      start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self):
-        if self.popen.poll() is None:
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait()
 
 
 def tree(pid: int) -> list[int]:
@@ -176,9 +169,10 @@ def free_port() -> int:
 # --- the systems under test ---------------------------------------------------------------
 
 
-def start_mock(workdir: Path) -> tuple[Proc, int]:
+def start_mock(workdir: Path) -> tuple[launcher.Process, int]:
     port = free_port()
-    proc = Proc([str(BIN / "mock-provider"), "--port", str(port), "--threads", "1"], log=workdir / "mock.log")
+    proc = launcher.Process([str(BIN / "mock-provider"), "--port", str(port), "--threads", "1"], dict(os.environ),
+                            workdir / "mock.log")
     wait_http(f"http://127.0.0.1:{port}/health", ok=lambda r: True)
     return proc, port
 
@@ -188,15 +182,34 @@ def without_access_log(doc: dict) -> None:
     gatewayconf._hcm(doc).pop("access_log", None)
 
 
-def start_envoy(doc: dict, workdir: Path, name: str) -> tuple[Proc, str, str]:
-    port, admin = free_port(), free_port()
-    gatewayconf.set_ports(doc, port, admin)
-    config = gatewayconf.write(doc, workdir / f"{name}.json")
-    proc = Proc([str(ENVOY), "-c", str(config), "--concurrency", str(ENVOY_WORKERS), "--disable-hot-restart",
-                 "--log-level", "warning"], log=workdir / f"{name}.log",
-                env={"BENCH_MOCK_KEY": "sk-bench", "BENCH_MASTER_KEY": MASTER_KEY})
-    wait_http(f"http://127.0.0.1:{admin}/ready", ok=lambda r: r.text.strip() == "LIVE")
-    return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+def start_envoy(doc: dict, workdir: Path, name: str) -> launcher.Envoy:
+    """Envoy on ephemeral ports (`.url`, `.admin_url`; `.proc.pid` is measured), logging
+    warnings only. Not linted: plain Envoy and the profile's ladder are not gateway configs."""
+    gatewayconf.set_ports(doc, 0, 0)
+    return launcher.Envoy(doc, workdir, ENVOY_ENV, concurrency=ENVOY_WORKERS, log_level="warning",
+                          wasm_log_level="warning", name=name, lint=False)
+
+
+def start_sidecar(workdir: Path) -> launcher.Sidecar:
+    """The real sidecar, its SQLite database in the bench's workdir."""
+    return launcher.Sidecar(workdir, {"SWITCHYARD_MASTER_KEY": MASTER_KEY, "SWITCHYARD_INTERNAL_SECRET": INTERNAL_SECRET})
+
+
+def virtual_key(gateway_url: str, model: str) -> str:
+    """A virtual key with RPM and TPM limits, made with the admin API on the gateway's port,
+    its cache warmed (the first request asks the sidecar; later ones read shared data)."""
+    r = httpx.post(gateway_url + "/key/generate", json={"key_alias": "bench", **VIRTUAL_KEY_LIMITS},
+                   headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+    if r.status_code != 200:
+        raise SystemExit(f"/key/generate: {r.status_code} {r.text[:500]}")
+    key = r.json()["key"]
+    for _ in range(8):
+        r = httpx.post(gateway_url + "/v1/chat/completions", json=body(model, False),
+                       headers={"authorization": f"Bearer {key}"}, timeout=30)
+        if r.status_code != 200 or r.headers.get("x-ratelimit-limit-requests") != str(VIRTUAL_KEY_LIMITS["rpm_limit"]) \
+                or r.headers.get("x-ratelimit-limit-tokens") != str(VIRTUAL_KEY_LIMITS["tpm_limit"]):
+            raise SystemExit(f"{VIRTUAL_KEY}: {r.status_code} {dict(r.headers)} {r.text[:500]}")
+    return key
 
 
 def switchyard_config(mock_port: int) -> dict:
@@ -214,6 +227,15 @@ def switchyard_config(mock_port: int) -> dict:
     return doc
 
 
+def virtual_keys_config(mock_port: int, sidecar: launcher.Sidecar) -> dict:
+    """Switchyard's config with virtual keys on (the shipped settings), its sidecar cluster
+    at `sidecar`; the master key stays BENCH_MASTER_KEY."""
+    doc = switchyard_config(mock_port)
+    gatewayconf.point_sidecar(doc, sidecar.host, sidecar.port)
+    gatewayconf.enable_virtual_keys(doc, "BENCH_MASTER_KEY")
+    return doc
+
+
 def plain_config(mock_port: int) -> dict:
     """The same listener and cluster settings, without Switchyard's filters."""
     doc = switchyard_config(mock_port)
@@ -227,7 +249,7 @@ def plain_config(mock_port: int) -> dict:
     return doc
 
 
-def start_litellm(mock_port: int, workdir: Path) -> tuple[Proc, str]:
+def start_litellm(mock_port: int, workdir: Path) -> tuple[launcher.Process, str]:
     port = free_port()
     config = {
         "model_list": [{"model_name": "bench-openai", "litellm_params": {
@@ -241,8 +263,8 @@ def start_litellm(mock_port: int, workdir: Path) -> tuple[Proc, str]:
            "LITELLM_TELEMETRY": "False", "DISABLE_SCHEMA_UPDATE": "True"}
     # LiteLLM's docs recommend one uvicorn worker per CPU core.
     workers = os.cpu_count() or 1
-    proc = Proc([str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
-                 "--num_workers", str(workers)], env=env, log=workdir / "litellm.log")
+    proc = launcher.Process([str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", str(workers)], env, workdir / "litellm.log")
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -256,12 +278,13 @@ class Scenario:
     url: str
     model: str
     stream: bool
-    proc: Proc | None = None     # the proxy whose CPU and memory are measured
+    proc: launcher.Process | None = None     # the proxy whose CPU and memory are measured
+    key: str = MASTER_KEY                    # the client's key
     results: list = field(default_factory=list)
 
 
-def oha(url: str, body_path: Path, args: list[str], seconds: float) -> dict:
-    command = [str(OHA), "-z", f"{seconds}s", "-m", "POST", "-H", "content-type: application/json", "-H", AUTH,
+def oha(url: str, body_path: Path, args: list[str], seconds: float, auth: str = AUTH) -> dict:
+    command = [str(OHA), "-z", f"{seconds}s", "-m", "POST", "-H", "content-type: application/json", "-H", auth,
                "-D", str(body_path), "--no-tui", "--output-format", "json", *args, url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 4 + 60)
     if out.returncode != 0:
@@ -271,7 +294,7 @@ def oha(url: str, body_path: Path, args: list[str], seconds: float) -> dict:
 
 def measure(s: Scenario, body_path: Path, args: list[str], seconds: float) -> dict:
     cpu_before = cpu_seconds(s.proc.pid) if s.proc else 0.0
-    report = oha(s.url + "/v1/chat/completions", body_path, args, seconds)
+    report = oha(s.url + "/v1/chat/completions", body_path, args, seconds, f"authorization: Bearer {s.key}")
     cpu = cpu_seconds(s.proc.pid) - cpu_before if s.proc else 0.0
     ok = report["statusCodeDistribution"].get("200", 0)
     total = sum(report["statusCodeDistribution"].values())
@@ -289,7 +312,8 @@ def measure(s: Scenario, body_path: Path, args: list[str], seconds: float) -> di
 def ttft(s: Scenario, body_path: Path, seconds: float) -> dict:
     out = subprocess.run([str(BIN / "ttft"), "--url", s.url + "/v1/chat/completions", "--body", str(body_path),
                           "--rate", str(STREAM_RATE), "--duration", str(seconds),
-                          "--header", f"x-mock-chunk-delay-ms: {CHUNK_DELAY_MS}", "--header", AUTH],
+                          "--header", f"x-mock-chunk-delay-ms: {CHUNK_DELAY_MS}",
+                          "--header", f"authorization: Bearer {s.key}"],
                          capture_output=True, text=True, timeout=seconds * 4 + 60)
     report = json.loads(out.stdout)
     return {"first_chunk_ms": {k: v / 1000 for k, v in report["first_chunk_us"].items()},
@@ -363,10 +387,11 @@ def machine() -> dict:
 
 
 def report(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict | None, info: dict, notes: list[str]) -> str:
+    virtual_keys_setting = "virtual keys on in Switchyard's Envoy (its sidecar on SQLite), " if VIRTUAL_KEY in scenarios else ""
     lines = [f"Benchmark of {info['date']} on {info['cores']} cores ({info['cpu']}), Linux {info['kernel']}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
              f"Settings: Envoy --concurrency {ENVOY_WORKERS} (access log off in both Envoys), master key checked by both "
-             f"gateways, LiteLLM "
+             f"gateways, {virtual_keys_setting}LiteLLM "
              f"--num_workers {os.cpu_count()}, one mock provider thread, load generator on the same machine; "
              f"{ROUNDS} alternating rounds, medians; fixed-rate runs {SECONDS:g} s with oha --latency-correction; "
              f"saturation runs {SECONDS / 2:g} s.", ""]
@@ -422,6 +447,10 @@ def report(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict 
             if deltas[0] is not None:
                 lines.append(f"- Switchyard {label} added latency @ {r} rps (p50 / p90 / p99 / p99.9): "
                              + " / ".join(f"{d:+.3f} ms" for d in deltas))
+    added_vk = virtual_key_added_cpu(scenarios)
+    if added_vk is not None:
+        lines.append(f"- virtual key with RPM/TPM limits: **{added_vk:+.1f} µs** Envoy CPU per request over Switchyard "
+                     f"translated (target ≤ {VIRTUAL_KEY_TARGET_US} µs)")
     sw_t_s = scenarios["Switchyard translated (stream)"]
     added = [(med(sw_t_s, "ttft", "first_chunk_ms", k) or 0) - (med(plain_s, "ttft", "first_chunk_ms", k) or 0) for k in ("p50", "p99")]
     lines.append(f"- Switchyard translated stream: time to first chunk over plain Envoy p50 {added[0]:+.3f} ms, p99 {added[1]:+.3f} ms")
@@ -452,6 +481,16 @@ def report(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict 
     if notes:
         lines += ["", "Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def virtual_key_added_cpu(scenarios: dict[str, Scenario]) -> float | None:
+    """Envoy CPU per request a virtual key with RPM/TPM limits adds over the master key (same
+    Envoy, same requests), saturated at the most connections; None if not measured."""
+    if VIRTUAL_KEY not in scenarios:
+        return None
+    vk = med(scenarios[VIRTUAL_KEY], "saturation", CONNECTIONS[-1], "cpu_us_per_request")
+    tra = med(scenarios["Switchyard translated"], "saturation", CONNECTIONS[-1], "cpu_us_per_request")
+    return None if vk is None or tra is None else vk - tra
 
 
 def targets(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict | None) -> list[str]:
@@ -489,6 +528,9 @@ def targets(scenarios: dict[str, Scenario], core: list, memory: dict, soak: dict
     row("translation core ≤ 20 µs per typical request + response (worst adapter)", max(per_exchange) if per_exchange else None, 20, " µs", False)
     per_event = [m["us"] for m in core if m["per"] == "event"]
     row("translation core ≤ 2 µs per stream chunk (worst adapter)", max(per_event) if per_event else None, 2, " µs", False)
+    if VIRTUAL_KEY in scenarios:
+        row(f"virtual key with RPM/TPM limits, added Envoy CPU per request over translated ≤ {VIRTUAL_KEY_TARGET_US} µs "
+            "(issue 11)", virtual_key_added_cpu(scenarios), VIRTUAL_KEY_TARGET_US, " µs", False, 1)
     if "plain Envoy" in memory and "Switchyard Envoy" in memory:
         row("Envoy RSS with the filter ≤ 30 MiB over plain Envoy", (memory["Switchyard Envoy"] - memory["plain Envoy"]) / 1024, 30, " MiB", False, 1)
     if soak and len(soak["rss_kib"]) > 2:
@@ -529,8 +571,9 @@ def soak_run(scenario: Scenario, body_path: Path, seconds: float) -> dict:
 
 def cpu_main() -> int:
     """`make bench-cpu`: Envoy CPU per request at --concurrency 1 and a fixed rate,
-    plain Envoy and Switchyard interleaved over rounds. The quick, steady figure to
-    judge a change by (DESIGN.md, performance notes)."""
+    plain Envoy and Switchyard interleaved over rounds (Switchyard with the master key and
+    with a virtual key with RPM/TPM limits, in the same Envoy). The quick, steady figure
+    to judge a change by (DESIGN.md, performance notes)."""
     global ENVOY_WORKERS
     ENVOY_WORKERS = 1
     # Saturated (closed loop): on a shared virtual machine, per-request wakeups dominate at
@@ -542,12 +585,18 @@ def cpu_main() -> int:
     try:
         mock, mock_port = start_mock(workdir)
         procs.append(mock)
-        plain, plain_url, _ = start_envoy(plain_config(mock_port), workdir, "plain")
-        switchyard, sw_url, _ = start_envoy(switchyard_config(mock_port), workdir, "switchyard")
-        procs += [plain, switchyard]
+        sidecar = start_sidecar(workdir)
+        procs.append(sidecar)
+        plain = start_envoy(plain_config(mock_port), workdir, "plain")
+        procs.append(plain)
+        switchyard = start_envoy(virtual_keys_config(mock_port, sidecar), workdir, "switchyard")
+        procs.append(switchyard)
+        key = virtual_key(switchyard.url, "bench-anthropic")
+        plain_url, sw_url, plain, switchyard = plain.url, switchyard.url, plain.proc, switchyard.proc
         cases = [Scenario("plain Envoy", plain_url, "gpt-4o-mini", False, plain),
                  Scenario("Switchyard passthrough", sw_url, "bench-openai", False, switchyard),
                  Scenario("Switchyard translated", sw_url, "bench-anthropic", False, switchyard),
+                 Scenario(VIRTUAL_KEY, sw_url, "bench-anthropic", False, switchyard, key=key),
                  Scenario("plain Envoy (stream)", plain_url, "gpt-4o-mini", True, plain),
                  Scenario("Switchyard passthrough (stream)", sw_url, "bench-openai", True, switchyard),
                  Scenario("Switchyard translated (stream)", sw_url, "bench-anthropic", True, switchyard)]
@@ -562,14 +611,21 @@ def cpu_main() -> int:
         print(f"Envoy CPU per request, --concurrency 1, {rate + ' rps' if rate else 'saturated, 16 connections'}, "
               f"{rounds} rounds of {seconds:g} s (median)")
         base = {False: None, True: None}
+        translated = None
+        width = max(34, *(len(s.name) for s in cases))
         for s in cases:
             cpu = median([r["cpu_us_per_request"] for r in s.results])
             errors = sum(r["errors"] for r in s.results)
             if s.name.startswith("plain"):
                 base[s.stream] = cpu
-            extra = "" if base[s.stream] is None or s.name.startswith("plain") else f"  (+{cpu - base[s.stream]:.1f} over plain)"
+            if s.name == "Switchyard translated":
+                translated = cpu
+            extra = "" if base[s.stream] is None or s.name.startswith("plain") else f"  (+{cpu - base[s.stream]:.1f} over plain"
+            if extra and s.name == VIRTUAL_KEY and translated is not None:
+                extra += f", {cpu - translated:+.1f} over translated; target ≤ {VIRTUAL_KEY_TARGET_US} µs"
+            extra += ")" if extra else ""
             rps = median([r["rps"] for r in s.results])
-            print(f"  {s.name:<34} {cpu:7.1f} µs {rps:9.0f} rps{extra}{'  errors: ' + str(errors) if errors else ''}")
+            print(f"  {s.name:<{width}} {cpu:7.1f} µs {rps:9.0f} rps{extra}{'  errors: ' + str(errors) if errors else ''}")
     finally:
         for p in reversed(procs):
             p.stop()
@@ -641,9 +697,10 @@ def profile_main() -> int:
         procs.append(mock)
         cases, admins = [], {}
         for n, (name, doc, model) in enumerate(profile_ladder(mock_port)):
-            proc, url, admins[name] = start_envoy(doc, workdir, f"ladder{n}")
-            procs.append(proc)
-            cases.append(Scenario(name, url, model, False, proc))
+            envoy = start_envoy(doc, workdir, f"ladder{n}")
+            procs.append(envoy)
+            admins[name] = envoy.admin_url
+            cases.append(Scenario(name, envoy.url, model, False, envoy.proc))
         bodies = {}
         for s in cases:
             path = workdir / f"{s.model}.json"
@@ -658,9 +715,9 @@ def profile_main() -> int:
                   for s in cases}
         profiled_doc = switchyard_config(mock_port)
         gatewayconf.set_wasm_path(profiled_doc, PROFILE_WASM)
-        profiled, url, _ = start_envoy(profiled_doc, workdir, "profiled")
+        profiled = start_envoy(profiled_doc, workdir, "profiled")
         procs.append(profiled)
-        measure(Scenario("profiled", url, "bench-openai", False, profiled), bodies["bench-openai"], ["-c", "16"],
+        measure(Scenario("profiled", profiled.url, "bench-openai", False, profiled.proc), bodies["bench-openai"], ["-c", "16"],
                 max(SECONDS, 10))
         profiled.stop()
         breakdown = vm_breakdown(workdir / "profiled.log")
@@ -712,15 +769,19 @@ def main() -> int:
         if not Path(tool).exists():
             raise SystemExit(f"missing {tool}: run `make bench`, which builds everything first")
     workdir = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
-    procs: list[Proc] = []
+    procs: list = []  # anything with stop(): launcher.Process, .Envoy, .Sidecar
     notes: list[str] = []
     try:
         mock, mock_port = start_mock(workdir)
         procs.append(mock)
-        plain, plain_url, _ = start_envoy(plain_config(mock_port), workdir, "plain")
+        sidecar = start_sidecar(workdir)
+        procs.append(sidecar)
+        plain = start_envoy(plain_config(mock_port), workdir, "plain")
         procs.append(plain)
-        switchyard, sw_url, _ = start_envoy(switchyard_config(mock_port), workdir, "switchyard")
+        switchyard = start_envoy(virtual_keys_config(mock_port, sidecar), workdir, "switchyard")
         procs.append(switchyard)
+        key = virtual_key(switchyard.url, "bench-anthropic")
+        plain_url, sw_url, plain, switchyard = plain.url, switchyard.url, plain.proc, switchyard.proc
         litellm_url = None
         if os.environ.get("BENCH_SKIP_LITELLM") != "1" and LITELLM.exists():
             try:
@@ -738,6 +799,8 @@ def main() -> int:
             scenarios["plain Envoy" + suffix] = Scenario("plain Envoy" + suffix, plain_url, "gpt-4o-mini", stream, plain)
             scenarios["Switchyard passthrough" + suffix] = Scenario("Switchyard passthrough" + suffix, sw_url, "bench-openai", stream, switchyard)
             scenarios["Switchyard translated" + suffix] = Scenario("Switchyard translated" + suffix, sw_url, "bench-anthropic", stream, switchyard)
+            if not stream:
+                scenarios[VIRTUAL_KEY] = Scenario(VIRTUAL_KEY, sw_url, "bench-anthropic", False, switchyard, key=key)
             if litellm_url:
                 scenarios["LiteLLM" + suffix] = Scenario("LiteLLM" + suffix, litellm_url, "bench-openai", stream, litellm)
         bodies = {}
@@ -748,7 +811,7 @@ def main() -> int:
         # Sanity: every scenario answers 200 before anything is timed.
         for s in scenarios.values():
             r = httpx.post(s.url + "/v1/chat/completions", content=bodies[(s.model, s.stream)].read_bytes(),
-                           headers={"content-type": "application/json", "authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+                           headers={"content-type": "application/json", "authorization": f"Bearer {s.key}"}, timeout=30)
             if r.status_code != 200:
                 raise SystemExit(f"{s.name}: {r.status_code} {r.text[:500]}")
 
