@@ -23,13 +23,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::keys::KeyRecord;
 
 /// What a key lookup found, handed to the requests that joined it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAnswer {
-    Found(Box<KeyRecord>),
+    Found(Rc<KeyRecord>),
     NotFound,
     /// The sidecar did not answer usefully (down, error, timeout).
     Failed,

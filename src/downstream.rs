@@ -133,7 +133,7 @@ enum Caller {
     /// The gateway's master key.
     Master,
     /// A virtual key, with what the sidecar says of it.
-    Key(Box<KeyRecord>),
+    Key(Rc<KeyRecord>),
     /// A key that could not be verified (the sidecar is down), let through by the
     /// `allow` policy.
     Unverified,
@@ -145,7 +145,7 @@ struct KeyWait {
     token: Option<u32>,
     hash: String,
     /// The cached record, too old to trust but still good while the sidecar is down.
-    stale: Option<Box<KeyRecord>>,
+    stale: Option<Rc<KeyRecord>>,
 }
 
 /// A window-grant callout in flight for the admission phase, and what the request needs
@@ -289,8 +289,9 @@ impl DownstreamExchange {
         let Some(vk) = &self.config.virtual_keys else { return Err(incorrect_key()) };
         let hash = keys::hash(key);
         let now = host.now_unix();
-        let cached = match host.shared_data(&keys::cache_key(&hash)) {
-            Ok(shared) => shared.value.as_deref().and_then(CachedKey::decode),
+        let entry_key = keys::cache_key(&hash);
+        let cached = match host.shared_data(&entry_key) {
+            Ok(shared) => keys::decode_entry(&entry_key, shared.cas, shared.value.as_deref()),
             Err(e) => {
                 log::warn!("downstream filter: could not read the key cache: {e}");
                 None
@@ -300,7 +301,7 @@ impl DownstreamExchange {
             Some(CachedKey::Answer { fetched_at, record }) => {
                 if now.saturating_sub(fetched_at) < if record.is_some() { vk.cache_ttl } else { vk.negative_cache_ttl }
                 {
-                    return known_key(record.map(|r| *r), now);
+                    return known_key(record, now);
                 }
                 // A record past its time still serves while the sidecar cannot answer; one
                 // the change feed marked as changed does not.
@@ -371,7 +372,7 @@ impl DownstreamExchange {
                 match serde_json::from_slice::<KeyRecord>(&body) {
                     Ok(record) => {
                         cache(host, &wait.hash, record.version, CachedKey::encode_answer(now, Some(&body)));
-                        KeyAnswer::Found(Box::new(record))
+                        KeyAnswer::Found(Rc::new(record))
                     }
                     Err(e) => {
                         log::warn!("downstream filter: the sidecar's key record is unreadable: {e}");
@@ -433,7 +434,7 @@ impl DownstreamExchange {
     fn after_lookup(&mut self, host: &dyn Host, vk: &crate::config::VirtualKeys, wait: KeyWait, answer: KeyAnswer) {
         let now = host.now_unix();
         let outcome = match answer {
-            KeyAnswer::Found(record) => known_key(Some(*record), now),
+            KeyAnswer::Found(record) => known_key(Some(record), now),
             KeyAnswer::NotFound => Err(incorrect_key()),
             KeyAnswer::Failed => sidecar_down(host, vk, wait.stale, now),
             // The request that led the lookup ended first: ask again (or join anew).
@@ -893,10 +894,10 @@ fn incorrect_key() -> GatewayError {
 }
 
 /// What a cache entry or a sidecar answer says of a key.
-fn known_key(record: Option<KeyRecord>, now: u64) -> Result<Auth, GatewayError> {
+fn known_key(record: Option<Rc<KeyRecord>>, now: u64) -> Result<Auth, GatewayError> {
     let record = record.ok_or_else(incorrect_key)?;
     record.usable(now)?;
-    Ok(Auth::Known(Caller::Key(Box::new(record))))
+    Ok(Auth::Known(Caller::Key(record)))
 }
 
 /// The sidecar cannot answer: a key cached earlier keeps working for `stale_ttl`; an
@@ -904,12 +905,12 @@ fn known_key(record: Option<KeyRecord>, now: u64) -> Result<Auth, GatewayError> 
 fn sidecar_down(
     host: &dyn Host,
     vk: &crate::config::VirtualKeys,
-    stale: Option<Box<KeyRecord>>,
+    stale: Option<Rc<KeyRecord>>,
     now: u64,
 ) -> Result<Auth, GatewayError> {
     if let Some(record) = stale {
         host.count("switchyard.keys.stale_used");
-        return known_key(Some(*record), now);
+        return known_key(Some(record), now);
     }
     if vk.allow_when_sidecar_down {
         host.count("switchyard.keys.unverified_allowed");

@@ -493,4 +493,29 @@ mod tests {
         }
         assert_eq!(FeedState::decode(Some(b"bad")), FeedState { seq: None, not_before_ms: 0, started_ms: 0 });
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::testing::fuzz_config())]
+        /// Whatever the sidecar answers the feed's calls (a poll, a page of end users, a
+        /// fetch of changed ones), the follower never panics and always gives the lease back.
+        #[test]
+        fn any_answer_to_the_feed_is_handled(
+            answers in proptest::collection::vec((proptest::sample::select(vec![200u16, 500]), crate::testing::arb_json()), 1..6),
+        ) {
+            let shared = Rc::new(FakeShared::default());
+            let mut f = FeedFollower::default();
+            let mut now = 10_000;
+            for (status, body) in answers {
+                let w = worker(&shared, now);
+                f.on_tick(&w, &vk());
+                let size = answer(&w, status, body);
+                let token = w.http_calls.borrow().len() as u32;
+                f.on_http_call_response(&w, &vk(), token, size);
+                if f.in_flight.is_none() {
+                    proptest::prop_assert!(feed(&shared).not_before_ms <= now + POLL_INTERVAL_MS);
+                }
+                now += LEASE_MS + 1;
+            }
+        }
+    }
 }

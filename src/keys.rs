@@ -5,7 +5,10 @@
 //! The record is the sidecar's `GET /internal/v1/keys/{sha256}` answer
 //! (sidecar/README.md): the key's models and limits, its team's and its user's.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -180,10 +183,46 @@ impl KeyRecord {
 pub enum CachedKey {
     /// What the sidecar answered at `fetched_at` (unix seconds): the record, or `None`
     /// for a key it does not know.
-    Answer { fetched_at: u64, record: Option<Box<KeyRecord>> },
+    Answer { fetched_at: u64, record: Option<Rc<KeyRecord>> },
     /// The key changed at the sidecar's change `seq` (the change feed said so): ask
     /// again, and cache no answer older than that change.
     Changed { seq: u64 },
+}
+
+thread_local! {
+    /// Entries this worker decoded, by shared-data key, with the CAS they had: an entry
+    /// unchanged since (same CAS) is not parsed again.
+    static DECODED: RefCell<HashMap<String, (u32, CachedKey)>> = RefCell::new(HashMap::new());
+}
+
+/// Most entries a worker keeps decoded (then it starts again from none).
+const MAX_DECODED: usize = 4096;
+
+/// The entry `key` holds (its bytes and CAS as just read), decoded at most once per change.
+/// (Unit tests, whose fake shared stores reuse keys and CAS values, always decode.)
+pub fn decode_entry(key: &str, cas: u32, bytes: Option<&[u8]>) -> Option<CachedKey> {
+    if cfg!(test) {
+        return bytes.and_then(CachedKey::decode);
+    }
+    DECODED.with(|d| decode_with(&mut d.borrow_mut(), key, cas, bytes))
+}
+
+fn decode_with(
+    memo: &mut HashMap<String, (u32, CachedKey)>,
+    key: &str,
+    cas: u32,
+    bytes: Option<&[u8]>,
+) -> Option<CachedKey> {
+    let bytes = bytes?;
+    if let Some((_, entry)) = memo.get(key).filter(|(c, _)| *c == cas) {
+        return Some(entry.clone());
+    }
+    let entry = CachedKey::decode(bytes)?;
+    if memo.len() >= MAX_DECODED {
+        memo.clear();
+    }
+    memo.insert(key.to_string(), (cas, entry.clone()));
+    Some(entry)
 }
 
 /// The shared-data key of a key's cache entry. 128 bits of the hash keep entries
@@ -223,7 +262,7 @@ impl CachedKey {
             ANSWER if json.is_empty() => Some(CachedKey::Answer { fetched_at: number, record: None }),
             ANSWER => serde_json::from_slice(json)
                 .ok()
-                .map(|record| CachedKey::Answer { fetched_at: number, record: Some(Box::new(record)) }),
+                .map(|record| CachedKey::Answer { fetched_at: number, record: Some(Rc::new(record)) }),
             _ => None,
         }
     }
@@ -254,6 +293,23 @@ impl CachedKey {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_entry_is_decoded_once_per_change() {
+        let mut memo = HashMap::new();
+        let first = CachedKey::encode_answer(5, Some(br#"{"token": "a", "version": 1}"#));
+        let again = decode_with(&mut memo, "k", 7, Some(&first)).unwrap();
+        // Same CAS: the memo answers, whatever the bytes (they cannot differ in Envoy).
+        let other = CachedKey::encode_answer(6, None);
+        assert_eq!(decode_with(&mut memo, "k", 7, Some(&other)), Some(again));
+        // A new CAS: decoded afresh.
+        assert_eq!(
+            decode_with(&mut memo, "k", 8, Some(&other)),
+            Some(CachedKey::Answer { fetched_at: 6, record: None })
+        );
+        assert_eq!(decode_with(&mut memo, "k", 9, None), None);
+        assert_eq!(decode_with(&mut memo, "k", 9, Some(b"junk")), None);
+    }
 
     #[test]
     fn hashes_are_litellms_sha256_hex() {

@@ -35,6 +35,11 @@ fn key() -> impl Strategy<Value = String> {
             "function", "name", "arguments", "tool_call_id", "tools", "tool_choice", "parameters", "stop",
             "max_tokens", "temperature", "stream", "n", "user", "file", "file_data", "reasoning_effort",
             "thinking_blocks", "thinking", "signature", "data", "functions", "function_call", "top_k", "top_p",
+            // The sidecar's answers (keys, end users, grants, the change feed).
+            "token", "models", "blocked", "rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit",
+            "model_tpm_limit", "team", "team_id", "user_id", "version", "expires_at", "aliases", "window", "grants",
+            "requests", "tokens", "granted_requests", "customers", "next", "missing", "changes", "seq", "latest",
+            "kind", "reset", "more",
         ]).prop_map(str::to_string),
         1 => "[a-z_]{1,8}",
     ]

@@ -837,6 +837,44 @@ mod virtual_keys {
         assert_eq!(send(&mut ex, &h).1, Flow::Continue);
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::testing::fuzz_config())]
+        /// Whatever the sidecar answers (status, JSON of any shape, bytes), to a key
+        /// lookup or a grant callout, the request gets an answer or goes on: never a panic,
+        /// never left paused.
+        #[test]
+        fn any_sidecar_answer_is_handled(
+            status in proptest::sample::select(vec![0u16, 200, 404, 500, 503]),
+            json in crate::testing::arb_json(),
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            raw in proptest::prelude::any::<bool>(),
+            global in proptest::prelude::any::<bool>(),
+        ) {
+            let body = if raw { bytes } else { json.to_string().into_bytes() };
+            let shared = Rc::new(FakeShared::default());
+            // A key lookup.
+            let h = host(&shared, "sk-fuzz", "demo", 1000);
+            let mut ex = DownstreamExchange::new(vk_config("deny"));
+            send(&mut ex, &h);
+            *h.call_response.borrow_mut() = (vec![(":status".into(), status.to_string())], body.clone());
+            ex.on_http_call_response(&h, 1, body.len());
+            proptest::prop_assert!(h.resumed.get() == 1 || h.local_reply.borrow().is_some());
+            // A grant callout.
+            let cfg = vk_config_with(json!({"rate_limit_scope": if global { "global" } else { "process" }}));
+            cached(&shared, "sk-limited", record(json!({"rpm_limit": 5, "tpm_limit": 500})));
+            let mut h = host(&shared, "sk-limited", "demo", 1010);
+            h.now_ns = 1_010_000_000_000;
+            let mut ex = DownstreamExchange::new(cfg);
+            let flow = send(&mut ex, &h).1;
+            if flow == Flow::Pause && h.local_reply.borrow().is_none() {
+                *h.call_response.borrow_mut() = (vec![(":status".into(), status.to_string())], body.clone());
+                ex.on_http_call_response(&h, 1, body.len());
+                let calls = h.http_calls.borrow().len();
+                proptest::prop_assert!(h.resumed.get() == 1 || h.local_reply.borrow().is_some() || calls == 2);
+            }
+        }
+    }
+
     #[test]
     fn unlimited_keys_pay_no_limit_host_calls() {
         let shared = Rc::new(FakeShared::default());

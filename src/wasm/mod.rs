@@ -388,21 +388,32 @@ impl HttpContext for DownstreamHttp {
             return held;
         }
         #[cfg(feature = "trap-test")]
-        trap_if_asked();
+        trap_if_asked(false);
         action(profile::time(0, || self.with(|ex| ex.on_request_headers(&WasmHost, end_of_stream))))
     }
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(held) = idle(end_of_stream) {
             return held;
         }
-        action(profile::time(1, || self.with(|ex| ex.on_request_body(&WasmHost, body_size, end_of_stream))))
+        let flow = profile::time(1, || self.with(|ex| ex.on_request_body(&WasmHost, body_size, end_of_stream)));
+        #[cfg(feature = "trap-test")]
+        if end_of_stream {
+            trap_if_asked(true);
+        }
+        action(flow)
     }
 }
 
+/// `x-switchyard-test-trap: <when>`: trap at the request headers (any value but
+/// `after-admission`), or once admission has taken the request's room in its rate limits
+/// (`after-admission`: the slot a trapped VM leaks).
 #[cfg(feature = "trap-test")]
 #[allow(clippy::panic)]
-fn trap_if_asked() {
-    if abi::get_map(abi::MAP_REQUEST_HEADERS).is_ok_and(|h| h.iter().any(|(k, _)| k == "x-switchyard-test-trap")) {
+fn trap_if_asked(after_admission: bool) {
+    let asked = abi::get_map(abi::MAP_REQUEST_HEADERS)
+        .ok()
+        .and_then(|h| h.into_iter().find(|(k, _)| k == "x-switchyard-test-trap").map(|(_, v)| v == "after-admission"));
+    if asked == Some(after_admission) {
         panic!("trap requested by x-switchyard-test-trap");
     }
 }

@@ -162,9 +162,27 @@ def test_a_block_reaches_every_worker_within_2_s_under_load_and_stays(gw):
 
 
 def test_known_keys_survive_the_sidecar_going_down_and_unknown_ones_get_503(short_cache, sidecar):
+    """The sidecar killed with SIGKILL and restarted while load runs: no request hangs or
+    fails for a known key, unknown keys get a 503 meanwhile, and everything recovers."""
     gw = short_cache
     key = new_key(gw)
     assert ask(gw, key).status_code == 200
+    stop, outcomes = threading.Event(), []
+
+    def load() -> None:
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post("/v1/chat/completions", json={"model": "claude", **HI},
+                                    headers={"Authorization": f"Bearer {key}"})
+                    outcomes.append(r.status_code)
+                except httpx.HTTPError as e:
+                    outcomes.append(repr(e))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
     sidecar.proc.signal(__import__("signal").SIGKILL)
     sidecar.proc.popen.wait()
     try:
@@ -186,6 +204,10 @@ def test_known_keys_survive_the_sidecar_going_down_and_unknown_ones_get_503(shor
         assert time.monotonic() < deadline, "the gateway did not recover when the sidecar came back"
         time.sleep(0.2)
     assert ask(gw, key).status_code == 200
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert len(outcomes) > 10 and set(outcomes) == {200}, sorted(set(map(str, outcomes)))
 
 
 @pytest.fixture(autouse=True)
@@ -425,3 +447,35 @@ def early_in_a_minute() -> None:
     second = time.time() % 60
     if second > 45:
         time.sleep(60.5 - second)
+
+
+def test_a_slot_leaked_by_a_trapped_vm_frees_itself_at_its_deadline(sidecar, anthropic_mock, monkeypatch):
+    """A VM that traps after admission never gives its request's slot back (its `on_log`
+    never runs); the slot carries a deadline (`parallel_slot_ttl`), after which it is free."""
+    import gatewayconf
+    trap_wasm = gatewayconf.ROOT / "target" / "trap-test" / "wasm32-wasip1" / "release" / "switchyard.wasm"
+    assert trap_wasm.exists(), "build it with `make build-trap-test` (make test does)"
+    shipped = gatewayconf.set_wasm_path
+    monkeypatch.setattr(gatewayconf, "set_wasm_path", lambda doc, wasm=None: shipped(doc, trap_wasm))
+    gateway = Gateway(groups(anthropic_mock), env={**ENV, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}, sidecar=sidecar,
+                      virtual_keys={"parallel_slot_ttl": 6}, concurrency=1)
+    try:
+        key = new_key(gateway, max_parallel_requests=1)
+        assert ask(gateway, key).status_code == 200
+        trapped = gateway.chat({"model": "claude", **HI},
+                               headers={"Authorization": f"Bearer {key}", "x-switchyard-test-trap": "after-admission"})
+        assert trapped.status_code == 503, trapped.text
+        # The VM comes back; the slot is still held (shared data outlives the VM).
+        deadline = time.monotonic() + 10
+        while (r := ask(gateway, key)).status_code == 503 and openai_error(r)["code"] == "gateway_recovering":
+            assert time.monotonic() < deadline, "the VM was not reloaded"
+            time.sleep(0.05)
+        assert r.status_code == 429, r.text
+        assert openai_error(r)["message"].startswith("Rate limit exceeded for api_key. Limit type: max_parallel")
+        deadline = time.monotonic() + 15
+        while (r := ask(gateway, key)).status_code == 429:
+            assert time.monotonic() < deadline, "the leaked slot never freed itself"
+            time.sleep(0.2)
+        assert r.status_code == 200, r.text
+    finally:
+        gateway.stop()
