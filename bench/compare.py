@@ -236,6 +236,22 @@ def virtual_keys_config(mock_port: int, sidecar: launcher.Sidecar) -> dict:
     return doc
 
 
+def start_gateways(workdir: Path, procs: list) -> tuple:
+    """The mock, the sidecar, plain Envoy and Switchyard's Envoy (virtual keys on), each
+    appended to `procs` as it starts; a virtual key made and warmed. Returns (mock port,
+    plain URL, Switchyard URL, plain Envoy's process, Switchyard's process, the key)."""
+    mock, mock_port = start_mock(workdir)
+    procs.append(mock)
+    sidecar = start_sidecar(workdir)
+    procs.append(sidecar)
+    plain = start_envoy(plain_config(mock_port), workdir, "plain")
+    procs.append(plain)
+    switchyard = start_envoy(virtual_keys_config(mock_port, sidecar), workdir, "switchyard")
+    procs.append(switchyard)
+    key = virtual_key(switchyard.url, "bench-anthropic")
+    return mock_port, plain.url, switchyard.url, plain.proc, switchyard.proc, key
+
+
 def plain_config(mock_port: int) -> dict:
     """The same listener and cluster settings, without Switchyard's filters."""
     doc = switchyard_config(mock_port)
@@ -583,16 +599,7 @@ def cpu_main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="switchyard-bench-cpu-"))
     procs = []
     try:
-        mock, mock_port = start_mock(workdir)
-        procs.append(mock)
-        sidecar = start_sidecar(workdir)
-        procs.append(sidecar)
-        plain = start_envoy(plain_config(mock_port), workdir, "plain")
-        procs.append(plain)
-        switchyard = start_envoy(virtual_keys_config(mock_port, sidecar), workdir, "switchyard")
-        procs.append(switchyard)
-        key = virtual_key(switchyard.url, "bench-anthropic")
-        plain_url, sw_url, plain, switchyard = plain.url, switchyard.url, plain.proc, switchyard.proc
+        mock_port, plain_url, sw_url, plain, switchyard, key = start_gateways(workdir, procs)
         cases = [Scenario("plain Envoy", plain_url, "gpt-4o-mini", False, plain),
                  Scenario("Switchyard passthrough", sw_url, "bench-openai", False, switchyard),
                  Scenario("Switchyard translated", sw_url, "bench-anthropic", False, switchyard),
@@ -772,16 +779,7 @@ def main() -> int:
     procs: list = []  # anything with stop(): launcher.Process, .Envoy, .Sidecar
     notes: list[str] = []
     try:
-        mock, mock_port = start_mock(workdir)
-        procs.append(mock)
-        sidecar = start_sidecar(workdir)
-        procs.append(sidecar)
-        plain = start_envoy(plain_config(mock_port), workdir, "plain")
-        procs.append(plain)
-        switchyard = start_envoy(virtual_keys_config(mock_port, sidecar), workdir, "switchyard")
-        procs.append(switchyard)
-        key = virtual_key(switchyard.url, "bench-anthropic")
-        plain_url, sw_url, plain, switchyard = plain.url, switchyard.url, plain.proc, switchyard.proc
+        mock_port, plain_url, sw_url, plain, switchyard, key = start_gateways(workdir, procs)
         litellm_url = None
         if os.environ.get("BENCH_SKIP_LITELLM") != "1" and LITELLM.exists():
             try:

@@ -255,8 +255,18 @@ impl DownstreamExchange {
                 Some(size) => self.on_body(host, size),
                 None => Flow::Pause,
             },
-            Route::ListModels => reply(host, 200, &self.config.models_list_body),
+            // A virtual key sees the model groups it (and its team) may use, as in LiteLLM.
+            Route::ListModels => match &self.caller {
+                Some(Caller::Key(record)) => {
+                    let usable = self.config.models().iter().filter(|m| record.may_use(&m.id).is_ok());
+                    reply(host, 200, &crate::config::render_models(usable))
+                }
+                _ => reply(host, 200, &self.config.models_list_body),
+            },
             Route::GetModel(id) => match self.config.model(&id) {
+                Some(model) if matches!(&self.caller, Some(Caller::Key(r)) if r.may_use(&model.id).is_err()) => {
+                    reply_error(host, &GatewayError::ModelNotFound { model: id })
+                }
                 Some(model) => {
                     let body = serde_json::to_vec(&ModelObject::from(model)).unwrap_or_default();
                     reply(host, 200, &body)

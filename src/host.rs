@@ -79,8 +79,9 @@ pub trait Host {
     /// A value of Envoy's process-wide shared data (one store for every worker's VM with
     /// this `vm_id`) and its CAS number.
     fn shared_data(&self, key: &str) -> HostResult<SharedValue>;
-    /// Stores `value` under `key` if its CAS number is still `cas` (`None`:
-    /// unconditionally); [`Stored::CasMismatch`] when another writer came first.
+    /// Stores `value` under `key` if its CAS number is still `cas` (`Some(0)`, the CAS of
+    /// an entry read as missing: only if it is still missing; `None`: unconditionally);
+    /// [`Stored::CasMismatch`] when another writer came first.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored>;
     /// Makes this (root) context the one consumer of the shared queue `name`.
     fn register_queue(&self, name: &str) -> HostResult<u32>;
@@ -97,6 +98,27 @@ pub trait Host {
 pub struct SharedValue {
     pub value: Option<Vec<u8>>,
     pub cas: u32,
+}
+
+/// The CAS number a write carries to mean "only if the entry is still absent".
+///
+/// Envoy's shared data (proxy-wasm-cpp-host `src/shared_data.cc`, `SharedData::set`)
+/// compares a non-zero CAS with an existing entry's only, creates a missing entry whatever
+/// the CAS, and writes unconditionally under CAS 0; a missing entry reads as CAS 0. Writing
+/// that 0 back would let two workers that both found an entry missing both "win", the
+/// second overwriting the first (an RPM limit admitted one request too many in a test
+/// through Envoy). A write-back of a missing entry's CAS therefore goes out as this value:
+/// a missing entry is still created, an entry another worker created meanwhile refuses it.
+/// Envoy's one CAS counter would have to stand at exactly this value for it to match.
+pub const CREATE_IF_ABSENT: u32 = u32::MAX;
+
+/// The CAS number sent to the host for a write made with `cas` (see [`Host::set_shared_data`]).
+pub fn wire_cas(cas: Option<u32>) -> u32 {
+    match cas {
+        None => 0,
+        Some(0) => CREATE_IF_ABSENT,
+        Some(cas) => cas,
+    }
 }
 
 /// What a conditional shared-data write did.
@@ -283,8 +305,9 @@ mod fake {
         fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored> {
             self.shared_calls.set(self.shared_calls.get() + 1);
             let mut data = self.shared.data.borrow_mut();
-            let current = data.get(key).map_or(0, |(_, c)| *c);
-            if cas.is_some_and(|c| c != 0 && c != current) {
+            // Envoy's rule: a non-zero CAS is checked against an existing entry only.
+            let wire = wire_cas(cas);
+            if data.get(key).is_some_and(|(_, current)| wire != 0 && wire != *current) {
                 return Ok(Stored::CasMismatch);
             }
             let next = self.shared.next_cas.get().wrapping_add(1).max(1);
@@ -339,6 +362,18 @@ mod fake {
             assert_eq!(a.shared_data("k").unwrap().value.as_deref(), Some(&b"2"[..]));
             assert_eq!(a.set_shared_data("k", b"4", None).unwrap(), Stored::Yes);
             assert_eq!(a.shared_calls.get(), 6);
+        }
+
+        #[test]
+        fn two_workers_that_found_an_entry_missing_cannot_both_create_it() {
+            let shared = Rc::new(FakeShared::default());
+            let a = FakeHost { shared: Rc::clone(&shared), ..FakeHost::default() };
+            let b = FakeHost { shared, ..FakeHost::default() };
+            let (seen_a, seen_b) = (a.shared_data("k").unwrap(), b.shared_data("k").unwrap());
+            assert_eq!(a.set_shared_data("k", b"a", Some(seen_a.cas)).unwrap(), Stored::Yes);
+            assert_eq!(b.set_shared_data("k", b"b", Some(seen_b.cas)).unwrap(), Stored::CasMismatch);
+            assert_eq!(b.shared_data("k").unwrap().value.as_deref(), Some(&b"a"[..]));
+            assert_eq!((wire_cas(None), wire_cas(Some(0)), wire_cas(Some(7))), (0, CREATE_IF_ABSENT, 7));
         }
 
         #[test]

@@ -111,6 +111,7 @@ where
 /// entries, allows every model.
 const ALL_MODELS: [&str; 2] = ["all-proxy-models", "*"];
 const ALL_TEAM_MODELS: &str = "all-team-models";
+const NO_DEFAULT_MODELS: &str = "no-default-models";
 
 pub(crate) fn allows(models: &[String], model: &str) -> bool {
     models.is_empty()
@@ -173,6 +174,21 @@ impl KeyRecord {
                 ),
                 param: Some("model"),
             });
+        }
+        // A personal key (no team): its user's list applies too, as in LiteLLM;
+        // `no-default-models` means the user may use team models only.
+        if let Some(user) = self.user.as_ref().filter(|_| self.team.is_none()) {
+            let no_defaults = user.models.iter().any(|m| m == NO_DEFAULT_MODELS);
+            if no_defaults || !allows(&user.models, model) {
+                return Err(GatewayError::Forbidden {
+                    code: "user_model_access_denied",
+                    message: format!(
+                        "This key's user is not allowed to access model {model}. Allowed models: {:?}.",
+                        user.models
+                    ),
+                    param: Some("model"),
+                });
+            }
         }
         Ok(())
     }
@@ -292,7 +308,24 @@ impl CachedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_personal_keys_user_list_applies() {
+        let rec = |user_models: Value, team: bool| -> KeyRecord {
+            let mut r = json!({"token": "t", "user": {"user_id": "u", "models": user_models}});
+            if team {
+                r["team"] = json!({"team_id": "x", "models": []});
+            }
+            serde_json::from_value(r).unwrap()
+        };
+        assert!(rec(json!(["gpt"]), false).may_use("gpt").is_ok());
+        let err = rec(json!(["gpt"]), false).may_use("claude").unwrap_err();
+        assert!(err.body().windows(24).any(|w| w == b"user_model_access_denied"));
+        assert!(rec(json!(["no-default-models"]), false).may_use("gpt").is_err());
+        assert!(rec(json!(["gpt"]), true).may_use("claude").is_ok(), "a team key: the team decides");
+        assert!(rec(json!([]), false).may_use("claude").is_ok());
+    }
 
     #[test]
     fn an_entry_is_decoded_once_per_change() {

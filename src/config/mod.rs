@@ -363,7 +363,12 @@ struct ModelList<'a> {
 }
 
 fn render_models_list(models: &[ModelEntry]) -> Vec<u8> {
-    let list = ModelList { object: "list", data: models.iter().map(ModelObject::from).collect() };
+    render_models(models.iter())
+}
+
+/// `GET /v1/models` for these models (a virtual key sees only those it may use).
+pub fn render_models<'a>(models: impl Iterator<Item = &'a ModelEntry>) -> Vec<u8> {
+    let list = ModelList { object: "list", data: models.map(ModelObject::from).collect() };
     serde_json::to_vec(&list).unwrap_or_default()
 }
 

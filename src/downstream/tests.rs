@@ -584,6 +584,29 @@ mod virtual_keys {
     }
 
     #[test]
+    fn a_key_lists_only_the_models_it_may_use() {
+        let shared = Rc::new(FakeShared::default());
+        cached(&shared, "sk-narrow", record(json!({"models": ["gpt"]})));
+        cached(&shared, "sk-open", record(json!({})));
+        let list = |key: &str, path: &str| {
+            let auth = format!("Bearer {key}");
+            let mut h = FakeHost::with_request(&[(":method", "GET"), (":path", path), ("authorization", &auth)], b"");
+            h.shared = Rc::clone(&shared);
+            h.now = 1010;
+            let mut ex = DownstreamExchange::new(vk_config("deny"));
+            ex.on_request_headers(&h, true);
+            h.reply().unwrap()
+        };
+        let (status, body) = list("sk-narrow", "/v1/models");
+        assert_eq!(status, 200);
+        let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["gpt"]);
+        assert_eq!(list("sk-open", "/v1/models").1["data"].as_array().unwrap().len(), 2);
+        assert_eq!(list("sk-narrow", "/v1/models/demo").0, 404);
+        assert_eq!(list("sk-narrow", "/v1/models/gpt").0, 200);
+    }
+
+    #[test]
     fn the_master_key_and_the_admin_api() {
         let shared = Rc::new(FakeShared::default());
         let h = host(&shared, MASTER, "demo", 1000);

@@ -539,8 +539,13 @@ impl Host for WasmHost {
         abi::get_shared_data(key).map(|(value, cas)| SharedValue { value, cas })
     }
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> HostResult<Stored> {
-        abi::set_shared_data(key, value, cas.unwrap_or(0))
-            .map(|stored| if stored { Stored::Yes } else { Stored::CasMismatch })
+        abi::set_shared_data(key, value, crate::host::wire_cas(cas)).map(|stored| {
+            if stored {
+                Stored::Yes
+            } else {
+                Stored::CasMismatch
+            }
+        })
     }
     fn register_queue(&self, name: &str) -> HostResult<u32> {
         abi::register_shared_queue(name)

@@ -99,6 +99,10 @@ def test_a_virtual_key_is_admitted_and_its_model_list_enforced(gw, anthropic_moc
     r = ask(gw, key, "claude-2")
     assert r.status_code == 403
     assert openai_error(r)["code"] == "key_model_access_denied"
+    # It lists only what it may use.
+    listed = gw.client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+    assert [m["id"] for m in listed["data"]] == ["claude"]
+    assert gw.client.get("/v1/models/claude-2", headers={"Authorization": f"Bearer {key}"}).status_code == 404
     # The master key still works for everything.
     assert ask(gw, MASTER, "claude-2").status_code == 200
 
@@ -225,19 +229,25 @@ def test_requests_per_minute_hold_across_workers_with_retry_after(gw, anthropic_
     import concurrent.futures
 
     # Not across a minute's turn (the window would restart mid-burst).
-    if time.time() % 60 > 55:
-        time.sleep(60 - time.time() % 60 + 0.1)
-    key = new_key(gw, rpm_limit=5)
+    early_in_a_minute()
+    # Several fresh keys: a key's first burst is when both workers may find its window
+    # missing at once (Envoy's CAS 0 once let both create it: one request too many).
+    keys = [new_key(gw, rpm_limit=5) for _ in range(8)]
     with httpx.Client(base_url=gw.url, timeout=30) as client:
 
-        def one(_):
-            return client.post("/v1/chat/completions", json={"model": "claude", **HI},
-                               headers={"Authorization": f"Bearer {key}"})
+        def burst(key):
+            def one(_):
+                return client.post("/v1/chat/completions", json={"model": "claude", **HI},
+                                   headers={"Authorization": f"Bearer {key}"})
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(one, range(12)))
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200] * 5 + [429] * 7, "exactly the limit, whichever worker served"
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                return list(pool.map(one, range(12)))
+
+        bursts = [burst(key) for key in keys]
+    for responses in bursts:
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] * 5 + [429] * 7, "exactly the limit, whichever worker served"
+    responses = bursts[0]
     refused = next(r for r in responses if r.status_code == 429)
     error = openai_error(refused)
     assert (error["code"], error["type"]) == ("rate_limit_exceeded", "requests")
@@ -479,3 +489,45 @@ def test_a_slot_leaked_by_a_trapped_vm_frees_itself_at_its_deadline(sidecar, ant
         assert r.status_code == 200, r.text
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("entity", ["team", "user", "model_per_key", "tokens"])
+def test_every_limited_entity_refuses_with_its_exact_answer(gw, entity):
+    """The team's, the user's and the key's per-model RPM, and the key's TPM: each refuses
+    through Envoy with LiteLLM's message naming the entity, and its headers."""
+    early_in_a_minute()
+    if entity == "team":
+        team = admin(gw, "/team/new", {"team_alias": f"t-{time.monotonic_ns()}", "rpm_limit": 2}).json()["team_id"]
+        key = new_key(gw, team_id=team)
+    elif entity == "user":
+        user = f"u-{time.monotonic_ns()}"
+        assert admin(gw, "/user/new", {"user_id": user, "rpm_limit": 2, "auto_create_key": False}).status_code == 200
+        key = new_key(gw, user_id=user)
+    elif entity == "model_per_key":
+        key = new_key(gw, model_rpm_limit={"claude": 2})
+        assert all(ask(gw, key, "claude-2").status_code == 200 for _ in range(3)), "other models are not limited"
+    else:
+        key = new_key(gw, tpm_limit=20)
+    if entity == "tokens":
+        # Each answer's usage is a few tokens: ask until the minute's 20 are spent.
+        responses = []
+        while not responses or responses[-1].status_code == 200:
+            assert len(responses) < 40, "a 20-token limit never refused"
+            responses.append(ask(gw, key))
+        spent = sum(r.json()["usage"]["total_tokens"] for r in responses[:-1])
+        assert 0 < spent <= 20 + responses[0].json()["usage"]["total_tokens"], spent
+    else:
+        responses = [ask(gw, key) for _ in range(4)]
+        assert [r.status_code for r in responses] == [200, 200, 429, 429], [r.text for r in responses]
+    refused = responses[-1]
+    err = openai_error(refused)
+    limit_type, limit, header = ("tokens", 20, "tokens") if entity == "tokens" else ("requests", 2, "requests")
+    name = "api_key" if entity == "tokens" else entity
+    assert (err["code"], err["type"]) == ("rate_limit_exceeded", limit_type)
+    assert err["message"].startswith(f"Rate limit exceeded for {name}. Limit type: {limit_type}. Current limit: {limit}")
+    assert refused.headers[f"x-ratelimit-limit-{header}"] == str(limit)
+    assert refused.headers[f"x-ratelimit-remaining-{header}"] == "0"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers[f"x-ratelimit-reset-{header}"] == refused.headers["retry-after"] + "s"
+    if entity == "tokens":
+        assert responses[0].headers["x-ratelimit-limit-tokens"] == "20"
