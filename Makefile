@@ -96,13 +96,15 @@ bench-tools:
 	  && .bench/litellm-venv/bin/pip install --quiet "litellm[proxy]==$(LITELLM_VERSION)" ) \
 	  || echo "LiteLLM could not be installed; the benchmark runs without it and says so"
 
-lint: cli
+lint: cli litellm-venv
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 -- -D warnings
 	# The development builds of `make bench-profile` and the trap test, so they never rot.
 	$(CARGO) clippy --locked --release --target wasm32-wasip1 --features profile,idle,trap-test -- -D warnings
 	$(PY) tools/gatewayconf.py --switchyard $(SWITCHYARD) envoy/gateway.yaml
+	# The price catalog is what tools/gen_catalog.py makes of the pinned LiteLLM price map.
+	$(PY) tools/gen_catalog.py --check
 
 unit:
 	$(CARGO) test --locked

@@ -30,6 +30,9 @@ use crate::{tokens, validate};
 
 /// Set on streaming requests, so a model can have a stream route of its own.
 pub const STREAM_HEADER: &str = "x-switchyard-stream";
+/// The spend ledger's id for the request (LiteLLM's header for its call id): what
+/// `/spend/logs?request_id=` finds it by.
+pub const CALL_ID_HEADER: &str = "x-litellm-call-id";
 /// Names the group a request was moved to because it exceeds its model's context window.
 pub const CONTEXT_FALLBACK_HEADER: &str = "x-switchyard-context-fallback";
 
@@ -54,7 +57,8 @@ enum Route {
 const ADMIN_KEY_HEADER: &str = "x-litellm-api-key";
 
 /// Path prefixes of the sidecar's LiteLLM-compatible admin API.
-pub const ADMIN_PREFIXES: [&str; 6] = ["/key/", "/team/", "/user/", "/customer/", "/end_user/", "/health/"];
+pub const ADMIN_PREFIXES: [&str; 9] =
+    ["/key/", "/team/", "/user/", "/customer/", "/end_user/", "/budget/", "/spend/", "/global/", "/health/"];
 
 fn route(method: &str, path: &str) -> Route {
     let path = path.split(['?', '#']).next().unwrap_or_default();
@@ -123,6 +127,20 @@ pub struct DownstreamExchange {
     /// The end users could not be loaded in time and the `allow` policy let this request
     /// through without their checks.
     end_users_unverified: bool,
+    /// What the spend ledger records of a forwarded request, when it keeps one.
+    ledger: Option<LedgerFacts>,
+}
+
+/// What the ledger's record needs that only the downstream filter knows.
+#[derive(Debug)]
+struct LedgerFacts {
+    /// The ledger's id for the request, told to the client as LiteLLM's call id.
+    id: String,
+    model_group: String,
+    end_user: Option<String>,
+    start_ms: u64,
+    /// The status the client got (0 until the answer's headers went by).
+    status: u16,
 }
 
 /// Who is calling, as the auth phase established.
@@ -201,6 +219,7 @@ impl DownstreamExchange {
             end_user_header: None,
             end_users_wait: None,
             end_users_unverified: false,
+            ledger: None,
         }
     }
 
@@ -682,11 +701,48 @@ impl DownstreamExchange {
     /// The request is over (answered, refused, reset or abandoned): give back its room in
     /// the rate limits, with its real token count when the provider reported one.
     pub fn on_done(&mut self, host: &dyn Host) {
+        if self.ledger.is_some() {
+            self.record_spend(host);
+        }
         if self.taken.is_empty() {
             return;
         }
-        let tokens = self.info.as_ref().and_then(|i| i.total_tokens.get());
+        let tokens = self.info.as_ref().and_then(|i| i.usage()).map(|u| u.total_tokens());
         limits::release(host, &std::mem::take(&mut self.taken), tokens, host.now_nanos() / 1_000_000);
+    }
+
+    /// Leaves the request's ledger record with this worker's ledger (see `crate::ledger`):
+    /// every attempt's usage and cost, whoever answered, however the request ended.
+    fn record_spend(&mut self, host: &dyn Host) {
+        let (Some(facts), Some(info)) = (self.ledger.take(), &self.info) else { return };
+        let attempts = info.attempts.borrow();
+        let last = attempts.last();
+        let (key_hash, team_id, user_id) = match &self.caller {
+            Some(Caller::Key(record)) => (Some(record.token.clone()), record.team_id.clone(), record.user_id.clone()),
+            _ => (None, None, None),
+        };
+        let record = crate::ledger::Record {
+            id: facts.id,
+            client_request_id: self.request_id.as_deref().map(crate::ledger::client_text),
+            key_hash,
+            team_id,
+            user_id,
+            end_user: facts.end_user.as_deref().map(crate::ledger::client_text),
+            model_group: facts.model_group,
+            provider: last.map(|a| a.provider),
+            model: last.map(|a| a.model.clone()).filter(|m| !m.is_empty()),
+            operation: info.operation.ledger_name(),
+            status: facts.status,
+            stream: info.stream,
+            usage: info.usage().unwrap_or_default(),
+            cost_nano: attempts.iter().filter_map(|a| a.cost).fold(0, u64::saturating_add),
+            estimated: attempts.iter().any(|a| a.estimated),
+            attempts: attempts.len() as u32,
+            start_ms: facts.start_ms,
+            end_ms: host.now_nanos() / 1_000_000,
+        };
+        drop(attempts);
+        crate::ledger::LEDGER.with(|l| l.borrow_mut().add(&record));
     }
 
     /// Phase 4: sends the request to its model group's route, strips the client's
@@ -706,7 +762,21 @@ impl DownstreamExchange {
         for name in &self.credentials_present {
             host.remove_request_header(name)?;
         }
-        let info = RequestInfo { operation, stream: requested.stream, ..RequestInfo::default() };
+        if self.config.virtual_keys.is_some() {
+            self.ledger = Some(LedgerFacts {
+                id: crate::ledger::new_id(),
+                model_group: requested.route_to.clone(),
+                end_user: requested.end_user.clone(),
+                start_ms: host.now_nanos() / 1_000_000,
+                status: 0,
+            });
+        }
+        let info = RequestInfo {
+            operation,
+            stream: requested.stream,
+            input_estimate: requested.input_estimate(),
+            ..RequestInfo::default()
+        };
         self.info = Some(HANDOFF.with(|h| h.publish(self.request_id.as_deref(), info)));
         Ok(())
     }
@@ -714,8 +784,8 @@ impl DownstreamExchange {
 
 impl Drop for DownstreamExchange {
     fn drop(&mut self) {
-        if let (Some(_), Some(id)) = (&self.info, &self.request_id) {
-            let _ = HANDOFF.try_with(|h| h.forget(id));
+        if let Some(info) = &self.info {
+            let _ = HANDOFF.try_with(|h| h.forget(self.request_id.as_deref(), info));
         }
         // A request that ends while it waits: its calls are forgotten, a lookup it led
         // goes to the requests that joined it.
@@ -738,6 +808,18 @@ struct Requested {
     body_len: u64,
 }
 
+impl Requested {
+    /// The input tokens an answer cut before its usage is metered by: the estimate when
+    /// one was made, else about four bytes of body a token.
+    fn input_estimate(&self) -> u64 {
+        if self.tokens > 0 {
+            self.tokens
+        } else {
+            self.body_len.div_ceil(4)
+        }
+    }
+}
+
 impl DownstreamExchange {
     /// The answer on its way to the client, whichever attempt produced it.
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Flow {
@@ -758,6 +840,10 @@ impl DownstreamExchange {
         }
         if let Some(group) = &self.context_fallback {
             let _ = host.set_response_header(CONTEXT_FALLBACK_HEADER, group);
+        }
+        if let Some(facts) = &mut self.ledger {
+            facts.status = host.response_header(":status").ok().flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let _ = host.set_response_header(CALL_ID_HEADER, &facts.id);
         }
         // The key's own limits, as OpenAI reports an account's: what is left this minute.
         if let Some(own) = self.taken.iter().find(|t| t.entity == "api_key") {

@@ -17,17 +17,18 @@
 //! tell text from a number's bytes, so a number where text belongs is "not UTF-8" (or a
 //! control character) in one and "must be a string" in the other.
 //!
-//! Some keys are read by other parts of Switchyard ([`Reader`]): the four price keys,
-//! named as in LiteLLM's model configuration, are reserved for the spend ledger. The
-//! filter checks their values but does not use them yet; listing them keeps prices in
-//! the metadata, where the design puts them, and lets a renderer of LiteLLM configs
-//! carry them over instead of dropping them or failing the lint.
+//! The price keys are LiteLLM's names for a deployment's prices (`input_cost_per_token`,
+//! …, in USD per token), so a renderer of LiteLLM configs carries them over as they are.
+//! Each replaces the built-in catalog's price for the deployment's model ([`crate::pricing`]);
+//! `base_model` names the catalog model whose prices apply when `model` is a name the
+//! catalog cannot know (an Azure deployment's). [`Endpoint::prices`] is the result.
 //!
 //! The scheme in `api_base` is informational: TLS is the cluster's transport socket.
 
 use serde_json::{json, Value};
 
 use crate::pairs;
+use crate::pricing::{self, Overrides, Prices};
 use crate::providers::openai::presets::PRESETS;
 use crate::providers::{anthropic, gemini, AuthScheme, ParamPolicy, Provider};
 
@@ -73,7 +74,7 @@ pub enum Kind {
 pub enum Reader {
     /// The upstream filter, on every attempt.
     Filter,
-    /// The sidecar's spend ledger (not built yet): checked, not used.
+    /// The sidecar's spend ledger: checked here, not used by the filter. (No key today.)
     SpendLedger,
 }
 
@@ -86,15 +87,32 @@ enum Field {
     MaxTokens,
     ApiVersion,
     ParamPolicy,
+    BaseModel,
+    Price(Price),
     /// Checked here, read elsewhere.
+    #[allow(dead_code)]
     Other,
+}
+
+/// Which of [`Overrides`] a price key sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Price {
+    Input,
+    Output,
+    CacheRead,
+    CacheWrite5m,
+    CacheWrite1h,
+    Reasoning,
+    InputAbove200k,
+    OutputAbove200k,
+    CacheReadAbove200k,
 }
 
 const PARAM_POLICIES: &[&str] = &["default", "drop", "reject"];
 
 /// The endpoint metadata schema. `switchyard schema` prints it; the README's "Endpoint
 /// metadata" table says the same in prose.
-pub static METADATA_KEYS: [Key; 11] = [
+pub static METADATA_KEYS: [Key; 17] = [
     Key {
         name: "provider",
         kind: Kind::Provider,
@@ -157,35 +175,87 @@ pub static METADATA_KEYS: [Key; 11] = [
         name: "input_cost_per_token",
         kind: Kind::NonNegativeNumber,
         required: false,
-        reader: Reader::SpendLedger,
-        meaning: "price of one input token, in USD; reserved for the spend ledger (not used yet)",
-        field: Field::Other,
+        reader: Reader::Filter,
+        meaning: "USD per uncached input token; absent: the catalog's price for the model (base_model, else model)",
+        field: Field::Price(Price::Input),
     },
     Key {
         name: "output_cost_per_token",
         kind: Kind::NonNegativeNumber,
         required: false,
-        reader: Reader::SpendLedger,
-        meaning: "price of one output token, in USD; reserved for the spend ledger (not used yet)",
-        field: Field::Other,
+        reader: Reader::Filter,
+        meaning: "USD per output token, reasoning included; absent: the catalog's price",
+        field: Field::Price(Price::Output),
     },
     Key {
         name: "cache_read_input_token_cost",
         kind: Kind::NonNegativeNumber,
         required: false,
-        reader: Reader::SpendLedger,
-        meaning: "price of one input token read from the prompt cache, in USD; reserved for the spend ledger \
-                  (not used yet)",
-        field: Field::Other,
+        reader: Reader::Filter,
+        meaning: "USD per input token read from the prompt cache; absent: the catalog's price, else the input price",
+        field: Field::Price(Price::CacheRead),
     },
     Key {
         name: "cache_creation_input_token_cost",
         kind: Kind::NonNegativeNumber,
         required: false,
-        reader: Reader::SpendLedger,
-        meaning: "price of one input token written to the prompt cache, in USD; reserved for the spend ledger \
-                  (not used yet)",
-        field: Field::Other,
+        reader: Reader::Filter,
+        meaning: "USD per input token written to the prompt cache (5 minutes); absent: the catalog's price, else \
+                  the input price",
+        field: Field::Price(Price::CacheWrite5m),
+    },
+    Key {
+        name: "cache_creation_input_token_cost_above_1hr",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "USD per input token written to the prompt cache for 1 hour; absent: the catalog's price, else \
+                  the 5-minute write price",
+        field: Field::Price(Price::CacheWrite1h),
+    },
+    Key {
+        name: "output_cost_per_reasoning_token",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "USD per output token spent reasoning; absent: the catalog's price, else the output price",
+        field: Field::Price(Price::Reasoning),
+    },
+    Key {
+        name: "input_cost_per_token_above_200k_tokens",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "USD per uncached input token of answers whose prompt is above 200000 tokens; absent: the \
+                  catalog's, else input_cost_per_token",
+        field: Field::Price(Price::InputAbove200k),
+    },
+    Key {
+        name: "output_cost_per_token_above_200k_tokens",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "USD per output token of answers whose prompt is above 200000 tokens; absent: the catalog's, \
+                  else output_cost_per_token",
+        field: Field::Price(Price::OutputAbove200k),
+    },
+    Key {
+        name: "cache_read_input_token_cost_above_200k_tokens",
+        kind: Kind::NonNegativeNumber,
+        required: false,
+        reader: Reader::Filter,
+        meaning: "USD per cached input token of answers whose prompt is above 200000 tokens; absent: the \
+                  catalog's, else cache_read_input_token_cost",
+        field: Field::Price(Price::CacheReadAbove200k),
+    },
+    Key {
+        name: "base_model",
+        kind: Kind::Token { forbidden: "" },
+        required: false,
+        reader: Reader::Filter,
+        meaning: "the catalog model whose prices and limits apply (LiteLLM's model_info.base_model, e.g. gpt-4.1 \
+                  for an Azure deployment); absent: model",
+        field: Field::BaseModel,
     },
 ];
 
@@ -209,6 +279,10 @@ pub struct Endpoint {
     pub max_tokens: Option<u32>,
     pub api_version: Option<String>,
     pub param_policy: ParamPolicy,
+    /// The catalog model whose prices and limits apply, if not `model`.
+    pub base_model: Option<String>,
+    /// Prices set by the metadata, over the catalog's.
+    pub price_overrides: Overrides,
 }
 
 impl Endpoint {
@@ -246,6 +320,34 @@ impl Endpoint {
     pub fn model_or<'a>(&'a self, requested: &'a str) -> &'a str {
         self.model.as_deref().unwrap_or(requested)
     }
+
+    /// The catalog entry of the deployment's model: `base_model`'s (the provider's model of
+    /// that name, else LiteLLM's key: `azure/gpt-4.1`, `gpt-4.1`), else `model`'s.
+    pub fn catalog_entry(&self) -> Option<&'static pricing::Entry> {
+        self.catalog_entry_for(self.model.as_deref())
+    }
+
+    fn catalog_entry_for(&self, model: Option<&str>) -> Option<&'static pricing::Entry> {
+        let base = self
+            .base_model
+            .as_deref()
+            .and_then(|b| pricing::lookup(self.provider, b).or_else(|| pricing::lookup_litellm(b)));
+        base.or_else(|| model.and_then(|m| pricing::lookup(self.provider, m)))
+    }
+
+    /// The deployment's prices: the catalog's for its model (see [`Endpoint::catalog_entry`])
+    /// with the metadata's prices over them; `None` when neither the catalog nor the
+    /// metadata prices it (a deployment without `model` is priced by `base_model` or its
+    /// metadata only: see [`Endpoint::prices_for`]).
+    pub fn prices(&self) -> Option<Prices> {
+        Prices::resolve(self.provider, self.catalog_entry(), &self.price_overrides)
+    }
+
+    /// [`Endpoint::prices`] for a request for `requested`: a deployment without `model`
+    /// serves the model the client asked for.
+    pub fn prices_for(&self, requested: &str) -> Option<Prices> {
+        Prices::resolve(self.provider, self.catalog_entry_for(Some(self.model_or(requested))), &self.price_overrides)
+    }
 }
 
 /// A value as it arrived.
@@ -263,6 +365,17 @@ impl<'a> Raw<'a> {
             Raw::Json(Value::String(s)) => Ok(s),
             Raw::Json(other) => Err(format!("{name} must be a string, not {other}")),
         }
+    }
+
+    /// A price in USD per token as femto-USD, from the decimal text when it has one (exact),
+    /// else from the double (Envoy's YAML numbers).
+    fn femto(self) -> Option<u64> {
+        let text = match self {
+            Raw::Envoy(bytes) => std::str::from_utf8(bytes).ok(),
+            Raw::Json(Value::String(s)) => Some(s.as_str()),
+            Raw::Json(_) => None,
+        };
+        text.and_then(pricing::femto_from_usd).or_else(|| self.number().and_then(pricing::femto_from_f64))
     }
 
     /// A number, or a string holding one (YAML may quote numbers).
@@ -285,7 +398,8 @@ enum Parsed {
     /// `api_base` as (authority, path prefix).
     BaseUrl(String, String),
     Integer(u32),
-    Number,
+    /// A price, in femto-USD per token.
+    Price(u64),
     Word(&'static str),
 }
 
@@ -319,7 +433,7 @@ impl Kind {
             }
             Kind::NonNegativeNumber => {
                 raw.number().filter(|n| *n >= 0.0).ok_or_else(|| format!("{name} must be a number, 0 or more"))?;
-                Parsed::Number
+                Parsed::Price(raw.femto().ok_or_else(|| format!("{name} is above 18446 USD a token"))?)
             }
             Kind::OneOf(words) => {
                 let text = raw.text(name)?;
@@ -353,6 +467,8 @@ struct Fields {
     max_tokens: Option<u32>,
     api_version: Option<String>,
     param_policy: ParamPolicy,
+    base_model: Option<String>,
+    prices: Overrides,
 }
 
 impl Fields {
@@ -368,6 +484,22 @@ impl Fields {
             (Field::ParamPolicy, Parsed::Word(word)) => {
                 self.param_policy =
                     ParamPolicy::from_name(word).ok_or_else(|| format!("{}: no policy {word:?}", key.name))?;
+            }
+            (Field::BaseModel, Parsed::Text(model)) => self.base_model = model,
+            (Field::Price(price), Parsed::Price(femto)) => {
+                let o = &mut self.prices;
+                let slot = match price {
+                    Price::Input => &mut o.input,
+                    Price::Output => &mut o.output,
+                    Price::CacheRead => &mut o.cache_read,
+                    Price::CacheWrite5m => &mut o.cache_write_5m,
+                    Price::CacheWrite1h => &mut o.cache_write_1h,
+                    Price::Reasoning => &mut o.reasoning,
+                    Price::InputAbove200k => &mut o.input_above_200k,
+                    Price::OutputAbove200k => &mut o.output_above_200k,
+                    Price::CacheReadAbove200k => &mut o.cache_read_above_200k,
+                };
+                *slot = Some(femto);
             }
             (Field::Other, _) => {}
             // A schema row whose kind its field cannot hold (a unit test decodes every row).
@@ -386,8 +518,19 @@ impl Fields {
             Some(base) => base,
             None => split_api_base("api_base", provider.default_api_base())?,
         };
-        let Fields { model, api_key_env, max_tokens, api_version, param_policy, .. } = self;
-        Ok(Endpoint { provider, model, api_key_env, authority, base_path, max_tokens, api_version, param_policy })
+        let Fields { model, api_key_env, max_tokens, api_version, param_policy, base_model, prices, .. } = self;
+        Ok(Endpoint {
+            provider,
+            model,
+            api_key_env,
+            authority,
+            base_path,
+            max_tokens,
+            api_version,
+            param_policy,
+            base_model,
+            price_overrides: prices,
+        })
     }
 }
 
@@ -687,6 +830,102 @@ mod tests {
             let ep = Endpoint::from_metadata(&meta(&[("provider", b"together"), ("model", model.as_bytes())])).unwrap();
             assert_eq!(ep.model.as_deref(), Some(model));
         }
+    }
+
+    #[test]
+    fn prices_from_the_catalog_and_the_metadata() {
+        let femto = |usd: f64| pricing::femto_from_f64(usd).unwrap();
+        // metadata → (input, output, cache read) of Endpoint::prices(), from both decoders.
+        let cases: Vec<(Value, Option<(u64, u64, Option<u64>)>)> = vec![
+            (
+                json!({"provider": "anthropic", "model": "claude-haiku-4-5"}),
+                Some((femto(1e-6), femto(5e-6), Some(femto(1e-7)))),
+            ),
+            (
+                json!({"provider": "anthropic", "model": "anthropic/claude-haiku-4-5"}),
+                Some((femto(1e-6), femto(5e-6), Some(femto(1e-7)))),
+            ),
+            // An Azure deployment name: base_model says which model it is, in either form.
+            (
+                json!({"provider": "azure", "model": "prod-gpt", "base_model": "gpt-4.1"}),
+                Some((femto(2e-6), femto(8e-6), Some(femto(5e-7)))),
+            ),
+            (
+                json!({"provider": "azure", "model": "prod-gpt", "base_model": "azure/gpt-4.1"}),
+                Some((femto(2e-6), femto(8e-6), Some(femto(5e-7)))),
+            ),
+            // A base_model of another provider: LiteLLM's key.
+            (
+                json!({"provider": "vllm", "model": "local", "base_model": "openai/gpt-4o-mini"}),
+                Some((femto(1.5e-7), femto(6e-7), Some(femto(7.5e-8)))),
+            ),
+            // An unknown base_model: the model's prices.
+            (
+                json!({"provider": "anthropic", "model": "claude-haiku-4-5", "base_model": "x"}),
+                Some((femto(1e-6), femto(5e-6), Some(femto(1e-7)))),
+            ),
+            (json!({"provider": "azure", "model": "prod-gpt"}), None),
+            (json!({"provider": "vllm"}), None),
+            // The metadata's prices over the catalog's, field by field; alone without one.
+            (
+                json!({"provider": "anthropic", "model": "claude-haiku-4-5", "input_cost_per_token": 2e-6,
+                       "cache_read_input_token_cost": 0}),
+                Some((femto(2e-6), femto(5e-6), Some(0))),
+            ),
+            (
+                json!({"provider": "azure", "model": "prod-gpt", "input_cost_per_token": "0.000002"}),
+                Some((femto(2e-6), 0, None)),
+            ),
+            (json!({"provider": "vllm", "output_cost_per_token_above_200k_tokens": 1e-6}), Some((0, 0, None))),
+        ];
+        for (metadata, expected) in cases {
+            let from_json = Endpoint::from_json(&metadata).unwrap();
+            assert_eq!(Endpoint::from_metadata(&envoy_bytes(&metadata)).unwrap(), from_json, "{metadata}");
+            let got = from_json.prices().map(|p| (p.input, p.output, p.cache_read));
+            assert_eq!(got, expected, "{metadata}");
+        }
+        // Every price key lands in its field, as text or as a double.
+        let all = json!({"provider": "openai", "model": "gpt-5.4", "input_cost_per_token": 1e-6,
+            "output_cost_per_token": "2e-6", "cache_read_input_token_cost": 3e-6, "cache_creation_input_token_cost": 4e-6,
+            "cache_creation_input_token_cost_above_1hr": 5e-6, "output_cost_per_reasoning_token": 6e-6,
+            "input_cost_per_token_above_200k_tokens": 7e-6, "output_cost_per_token_above_200k_tokens": "8e-6",
+            "cache_read_input_token_cost_above_200k_tokens": 9e-6});
+        let ep = Endpoint::from_json(&all).unwrap();
+        assert_eq!(Endpoint::from_metadata(&envoy_bytes(&all)).unwrap(), ep);
+        let o = ep.price_overrides;
+        let got = [
+            o.input,
+            o.output,
+            o.cache_read,
+            o.cache_write_5m,
+            o.cache_write_1h,
+            o.reasoning,
+            o.input_above_200k,
+            o.output_above_200k,
+            o.cache_read_above_200k,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9].map(|n| Some(n * 1_000_000_000)));
+        let p = ep.prices().unwrap();
+        assert_eq!(
+            p.tiers.map(|t| t.map(|t| (t.above, t.input))),
+            [
+                Some((200_000, Some(7_000_000_000))),
+                Some((272_000, pricing::lookup(ep.provider, "gpt-5.4").unwrap().tiers[0].input)),
+                None
+            ]
+        );
+        // A deployment without `model` is priced by the model asked for.
+        let open = Endpoint::from_json(&json!({"provider": "openai"})).unwrap();
+        assert_eq!(open.prices(), None);
+        assert_eq!(open.prices_for("gpt-4.1").map(|p| p.input), Some(femto(2e-6)));
+        assert_eq!(open.catalog_entry(), None);
+        let azure = Endpoint::from_json(&json!({"provider": "azure", "model": "d", "base_model": "gpt-4.1"})).unwrap();
+        assert_eq!(
+            azure.catalog_entry().map(|e| (e.litellm_key(), e.max_output_tokens)),
+            Some(("azure/gpt-4.1".into(), Some(32768)))
+        );
+        let err = Endpoint::from_json(&json!({"provider": "openai", "input_cost_per_token": 1e20})).unwrap_err();
+        assert_eq!(err, "input_cost_per_token is above 18446 USD a token");
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub trait Host {
     fn now_unix(&self) -> u64;
     /// Adds one to the counter `name` (an Envoy stat, `wasmcustom.<name>`). Counting
     /// never fails a request: a failing host call is logged and ignored.
-    fn count(&self, name: &str);
+    fn count(&self, name: &str) {
+        self.count_by(name, 1);
+    }
+    /// Adds `n` to the counter `name`.
+    fn count_by(&self, name: &str, n: u64);
     /// Nanoseconds on the host's wall clock (one host call).
     fn now_nanos(&self) -> u64;
 
@@ -272,8 +276,8 @@ mod fake {
         fn now_unix(&self) -> u64 {
             self.now
         }
-        fn count(&self, name: &str) {
-            *self.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
+        fn count_by(&self, name: &str, n: u64) {
+            *self.counters.borrow_mut().entry(name.to_string()).or_default() += n;
         }
         fn now_nanos(&self) -> u64 {
             self.now_ns

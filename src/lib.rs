@@ -23,13 +23,16 @@ pub mod headers;
 pub mod host;
 pub mod json;
 pub mod keys;
+pub mod ledger;
 pub mod legacy;
 pub mod limits;
 pub mod operation;
 pub mod pairs;
+pub mod pricing;
 pub mod providers;
 pub mod tokens;
 pub mod upstream;
+pub mod usage;
 pub mod validate;
 
 #[cfg(test)]

@@ -22,6 +22,15 @@ impl Operation {
         }
     }
 
+    /// The operation's name in the spend ledger (docs/ledger.md).
+    pub fn ledger_name(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+            Operation::Completions => "completions",
+        }
+    }
+
     /// The field only this operation's requests have.
     pub fn defining_field(self) -> &'static str {
         match self {

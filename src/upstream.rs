@@ -11,11 +11,12 @@ use crate::codec::sse::write_data;
 use crate::config::UpstreamConfig;
 use crate::endpoint::{Deployment, Endpoint, METADATA_NAMESPACE};
 use crate::error::{error_body, GatewayError};
-use crate::handoff::{RequestInfo, HANDOFF};
+use crate::handoff::{Attempt, Pending, RequestInfo, HANDOFF};
 use crate::host::{Flow, Host};
 use crate::operation::Operation;
 use crate::providers::stream::{StreamContext, StreamTranslator};
 use crate::providers::{canonical_error, RequestContext, RequestFacts, ResponseContext, ResponseHandling};
+use crate::usage::Usage;
 
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchyard-dropped-params";
 /// Parameters sent with another value than the client's, as `param=value`.
@@ -23,6 +24,9 @@ pub const ADJUSTED_PARAMS_HEADER: &str = "x-switchyard-adjusted-params";
 /// Which deployment answered: its provider and the provider's model name.
 pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
 pub const DEPLOYMENT_MODEL_HEADER: &str = "x-switchyard-model";
+/// What the answer cost, in USD, where LiteLLM's clients read it (non-streamed answers of
+/// a priced deployment: a stream's headers leave before its usage is known, as in LiteLLM).
+pub const RESPONSE_COST_HEADER: &str = "x-litellm-response-cost";
 /// How many attempts the answer took (1: the first deployment tried answered).
 pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
 /// A provider's 429 crosses the router as a 503, so that Envoy retries it on another
@@ -70,6 +74,10 @@ pub struct UpstreamExchange {
     info: Option<Rc<RequestInfo>>,
     /// This stream's entry in the stall watchdog, from its first byte to its end.
     watch: Option<Rc<StreamWatch>>,
+    /// The deployment's prices (catalog and endpoint metadata), if it has any.
+    prices: Option<crate::pricing::Prices>,
+    /// This attempt's record in `info.attempts`, once its provider answered.
+    metered: Option<usize>,
 }
 
 impl UpstreamExchange {
@@ -92,6 +100,8 @@ impl UpstreamExchange {
             context_id: 0,
             info: None,
             watch: None,
+            prices: None,
+            metered: None,
         }
     }
 
@@ -114,7 +124,14 @@ impl UpstreamExchange {
         // The first attempt runs as the downstream filter lets the request go; later ones
         // find the request by its id (see `handoff`).
         self.info = if self.attempt == 1 {
-            HANDOFF.with(|h| h.take_pending())
+            match HANDOFF.with(|h| h.take_pending()) {
+                Pending::Only(info) => Some(info),
+                Pending::Several => match host.request_header(REQUEST_ID_HEADER) {
+                    Ok(Some(id)) => HANDOFF.with(|h| h.take_by_id(&id)),
+                    _ => None,
+                },
+                Pending::Nothing => None,
+            }
         } else {
             match host.request_header(REQUEST_ID_HEADER) {
                 Ok(Some(id)) => HANDOFF.with(|h| h.find(&id)),
@@ -192,6 +209,8 @@ impl UpstreamExchange {
             }
         }
         self.answering_model = endpoint.model.clone().unwrap_or_else(|| self.facts.model.clone());
+        // A deployment without `model` serves (and is priced as) the model asked for.
+        self.prices = endpoint.prices_for(&self.answering_model);
         self.dropped_params = translated.dropped_params;
         self.adjusted_params = translated.adjusted_params;
         self.stream = translated.stream;
@@ -212,6 +231,21 @@ impl UpstreamExchange {
         }
         let adapter = endpoint.provider.adapter();
         self.handling = adapter.response_handling(endpoint, self.operation, status, self.stream, &self.facts);
+        if let Some(info) = &self.info {
+            let attempt = Attempt {
+                provider: endpoint.provider.name(),
+                model: self.answering_model.clone(),
+                status,
+                ..Attempt::default()
+            };
+            let index = info.begin_attempt(attempt);
+            self.metered = Some(index);
+            // Until the provider says what it billed: a success is metered by the
+            // request's estimated input; providers bill no error.
+            if (200..300).contains(&status) {
+                self.meter(None, 0, false);
+            }
+        }
         match self.handling {
             ResponseHandling::PassThrough => {
                 if status == RATE_LIMITED {
@@ -269,6 +303,9 @@ impl UpstreamExchange {
         let endpoint = &deployment.endpoint;
         match self.handling {
             ResponseHandling::PassThrough => {
+                if end_of_stream && (200..300).contains(&self.response_status) {
+                    self.meter_pass_through(host, body_size);
+                }
                 return if end_of_stream { Flow::Continue } else { Flow::Pause };
             }
             ResponseHandling::Stream => return self.stream_body(host, body_size, end_of_stream),
@@ -291,13 +328,18 @@ impl UpstreamExchange {
             request: &self.facts,
         };
         let out = endpoint.provider.adapter().response(&ctx, self.operation, self.response_status, &body);
-        if let (Some(info), Some(usage)) = (&self.info, &out.usage) {
-            info.total_tokens.set(Some(usage.total_tokens));
-        }
+        let cost = match out.usage {
+            Some(usage) => self.meter(Some(usage), 0, !out.usage_estimated),
+            None => None,
+        };
         let result = host
             .set_response_body(body.len(), &out.body)
             .and_then(|()| host.set_response_header("content-length", &out.body.len().to_string()))
-            .and_then(|()| host.set_response_header("content-type", "application/json"));
+            .and_then(|()| host.set_response_header("content-type", "application/json"))
+            .and_then(|()| match cost {
+                Some(cost) => host.set_response_header(RESPONSE_COST_HEADER, &crate::pricing::usd(cost)),
+                None => Ok(()),
+            });
         if let Err(e) = result {
             log::error!("upstream filter: could not write the translated response: {e}");
         }
@@ -322,15 +364,55 @@ impl UpstreamExchange {
         translator.push(&chunk, &mut out);
         if end_of_stream {
             translator.finish(&mut out);
-            if let (Some(info), Some(usage)) = (&self.info, translator.usage()) {
-                info.total_tokens.set(Some(usage.total_tokens));
-            }
         }
+        let (usage, estimate) = (translator.usage(), translator.output_estimate());
+        // Final once the provider's stream ended with its usage; an estimate until then
+        // (the client may go, or the stream be cut, at any moment).
+        self.meter(usage, estimate, end_of_stream && usage.is_some());
         if let Err(e) = host.set_response_body(chunk.len(), &out) {
             log::error!("upstream filter: could not write the translated stream: {e}");
         }
         self.watch_stream(end_of_stream);
         Flow::Continue
+    }
+
+    /// A complete answer forwarded as it came: its usage read off the body (one host
+    /// call), its cost told to the client as LiteLLM does.
+    fn meter_pass_through(&mut self, host: &dyn Host, body_size: usize) {
+        let Some(deployment) = &self.deployment else { return };
+        let body = match host.response_body(body_size) {
+            Ok(body) => body,
+            Err(e) => return log::warn!("upstream filter: could not read the answer's usage: {e}"),
+        };
+        let usage = deployment.endpoint.provider.adapter().pass_through_usage(self.response_status, &body);
+        if let Some(cost) = usage.and_then(|usage| self.meter(Some(usage), 0, true)) {
+            if let Err(e) = host.set_response_header(RESPONSE_COST_HEADER, &crate::pricing::usd(cost)) {
+                log::warn!("upstream filter: could not tell the answer's cost: {e}");
+            }
+        }
+    }
+
+    /// Records what this attempt has cost so far in the request's hand-off, where the
+    /// downstream filter reads it when the request ends. `reported`: the provider's
+    /// usage so far; `final_`: it is the whole answer's. Otherwise the estimate: the
+    /// request's estimated input unless the provider already counted it, and the larger
+    /// of the reported output and `output_estimate`. Returns the cost, if priced.
+    fn meter(&self, reported: Option<Usage>, output_estimate: u64, final_: bool) -> Option<crate::pricing::NanoUsd> {
+        let (info, index) = (self.info.as_ref()?, self.metered?);
+        let usage = match reported {
+            Some(usage) if final_ => usage,
+            reported => {
+                let mut usage = reported.unwrap_or_default();
+                if usage.prompt_tokens() == 0 {
+                    usage.input = info.input_estimate;
+                }
+                usage.output = usage.output.max(output_estimate);
+                usage
+            }
+        };
+        let cost = self.prices.as_ref().map(|prices| crate::pricing::cost(prices, &usage));
+        info.update_attempt(index, usage, !final_, cost);
+        cost
     }
 
     /// Keeps the stall watchdog informed: the first piece of body registers the stream

@@ -11,8 +11,9 @@
 //!
 //! `tests/fixtures/<provider>/streams/<case>.sse` is a provider stream exactly as sent;
 //! `<case>.openai.sse` and `<case>.openai+usage.sse` are the client's stream without and
-//! with `stream_options.include_usage`, and `<case>.usage.json` the usage the gateway
-//! read. Every stream is also replayed byte by byte and at random split points: the
+//! with `stream_options.include_usage`, and `<case>.usage.json` what the gateway meters:
+//! the provider's billed usage in its own breakdown (`crate::usage::Usage`, what cost and
+//! the ledger price). Every stream is also replayed byte by byte and at random split points: the
 //! output must not depend on how the network cut it.
 //!
 //! Run with `UPDATE_GOLDEN=1` to rewrite the expected files, then review the diff.

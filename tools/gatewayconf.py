@@ -46,7 +46,8 @@ MUST_REMOVE = {"authorization", "x-api-key", "api-key", "x-goog-api-key", "opena
                "x-envoy-external-address", "x-forwarded-proto", "accept-encoding", "x-switchyard-internal"}
 SIDECAR_CLUSTER = "switchyard_sidecar"
 # The admin API's path prefixes (src/downstream.rs, ADMIN_PREFIXES), routed to the sidecar.
-ADMIN_PREFIXES = ("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/health/")
+ADMIN_PREFIXES = ("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/budget/", "/spend/", "/global/",
+                  "/health/")
 PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 

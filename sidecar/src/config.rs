@@ -8,6 +8,7 @@
 //! | `SWITCHYARD_MASTER_KEY` (or `LITELLM_MASTER_KEY`) | unset: admin API refused | admin API key |
 //! | `SWITCHYARD_INTERNAL_SECRET` | unset: internal API refused | `x-switchyard-internal` value |
 //! | `SWITCHYARD_LOG` | `info` | `error`, `warn`, `info`, `debug`, `trace` |
+//! | `SPEND_LOG_RETENTION_DAYS` | `90` | ledger rows older than this many days are deleted (`0`: kept) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ pub struct Config {
     pub master_key: Option<String>,
     pub internal_secret: Option<String>,
     pub log_level: LevelFilter,
+    pub spend_retention_days: i64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -53,7 +55,14 @@ impl Config {
             Some("off") => LevelFilter::OFF,
             Some(other) => return Err(format!("SWITCHYARD_LOG={other:?}: use error, warn, info, debug or trace")),
         };
+        let spend_retention_days = match var("SPEND_LOG_RETENTION_DAYS") {
+            None => crate::api::DEFAULT_SPEND_RETENTION_DAYS,
+            Some(v) => v.parse::<i64>().ok().filter(|d| (0..=36_500).contains(d)).ok_or_else(|| {
+                format!("SPEND_LOG_RETENTION_DAYS={v:?}: a number of days from 0 (keep forever) to 36500")
+            })?,
+        };
         Ok(Config {
+            spend_retention_days,
             addr,
             database_url,
             master_key: var("SWITCHYARD_MASTER_KEY").or_else(|| var("LITELLM_MASTER_KEY")),

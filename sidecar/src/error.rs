@@ -83,6 +83,11 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Unavailable(message) => {
                 ApiError::unavailable(format!("the database is unreachable: {message}"))
             }
+            StoreError::Conflict(message) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict_error",
+                format!("the database reported a conflict several times ({message}); retry the request"),
+            ),
             StoreError::Invalid(message) => {
                 ApiError::bad_request(format!("a value was refused by the database: {message}"))
             }

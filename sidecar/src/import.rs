@@ -345,16 +345,20 @@ fn lift_metadata(rec: &mut Record) {
 async fn upsert(store: &dyn Store, table: &'static Table, rec: Record) -> Result<(), StoreError> {
     let id = rec.get(table.pk).and_then(Value::as_str).unwrap_or_default().to_owned();
     for _ in 0..4 {
-        let op = match store.get(table, &id).await? {
-            Some(old) => Op::Update {
+        let ops = match store.get(table, &id).await? {
+            // `spend` is the ledger's: the imported value replaces the one read, and spend
+            // recorded meanwhile is kept on top.
+            Some(old) => std::iter::once(Op::Update {
                 table,
                 id: id.clone(),
                 version: old.get("version").and_then(Value::as_i64).unwrap_or(0),
                 record: rec.clone(),
-            },
-            None => Op::Insert { table, record: rec.clone() },
+            })
+            .chain(crate::store::spend_change(table, &id, &old, &rec))
+            .collect(),
+            None => vec![Op::Insert { table, record: rec.clone() }],
         };
-        match store.commit(vec![op]).await {
+        match store.commit(ops).await {
             Err(StoreError::Stale) => continue,
             other => return other.map(|_| ()),
         }

@@ -3,9 +3,10 @@
 //! It owns virtual keys, teams, users and end users (LiteLLM's "customers"), serves them
 //! through a LiteLLM-compatible admin API guarded by the master key, and through a small
 //! internal API to the Envoy filter, which enforces from its own cache and asks here only
-//! on a cache miss and once a second for what changed. Budgets, leases and the spend
-//! ledger come next; the schema leaves room for them (money in integer nano-dollars,
-//! one change sequence, entity kinds shared with the filter).
+//! on a cache miss and once a second for what changed. The spend
+//! ledger records what each request cost (once, however often the filter resends it) and
+//! adds it to the entities' `spend`; budgets and leases come next (money in integer
+//! nano-dollars throughout, one change sequence, entity kinds shared with the filter).
 //!
 //! Module map:
 //! - [`config`]: environment → validated settings.
@@ -14,6 +15,8 @@
 //! - [`fields`]: the admin API's accepted fields per request, and their validation.
 //! - [`schema`]: tables and columns, shared by both databases.
 //! - [`store`]: the `Store` trait; SQLite and PostgreSQL behind it.
+//! - [`ledger`]: the spend ledger's records (the filter's usage batches) and their
+//!   LiteLLM shapes; its SQL is [`store::ledger`].
 //! - [`api`]: the HTTP routes (admin, internal, health).
 //! - [`import`]: `import-litellm`, LiteLLM's key/team/user tables into this store.
 //! - [`error`], [`time`]: the OpenAI error shape; unix seconds ↔ ISO 8601.
@@ -25,6 +28,7 @@ pub mod error;
 pub mod fields;
 pub mod import;
 pub mod keys;
+pub mod ledger;
 pub mod schema;
 pub mod store;
 pub mod time;

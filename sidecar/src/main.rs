@@ -10,7 +10,8 @@ use switchyard_sidecar::{import, store};
 
 const USAGE: &str = "usage: switchyard-sidecar [serve | migrate | import-litellm <file.json|file.csv|postgres://…>]
 Settings come from the environment: SWITCHYARD_SIDECAR_ADDR, DATABASE_URL, SWITCHYARD_DATA_DIR,
-SWITCHYARD_MASTER_KEY (or LITELLM_MASTER_KEY), SWITCHYARD_INTERNAL_SECRET, SWITCHYARD_LOG.";
+SWITCHYARD_MASTER_KEY (or LITELLM_MASTER_KEY), SWITCHYARD_INTERNAL_SECRET, SWITCHYARD_LOG,
+SPEND_LOG_RETENTION_DAYS.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -120,8 +121,9 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(config.addr);
-    let state = AppState::new(store, config.master_key, config.internal_secret);
+    let state = AppState::with_retention(store, config.master_key, config.internal_secret, config.spend_retention_days);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let retention = tokio::spawn(switchyard_sidecar::api::spend::retention_task(state.clone()));
     tracing::info!(addr = %addr, backend, "listening");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -142,6 +144,7 @@ async fn serve(config: Config) -> ExitCode {
             tokio::time::sleep(Duration::from_secs(10)).await;
         } => Err("requests still running 10 s after the signal".to_owned()),
     };
+    retention.abort();
     state.store.close().await;
     match result {
         Ok(()) => {

@@ -5,8 +5,8 @@
 //! every other accepted LiteLLM field of a record goes into its `extra` JSON column and
 //! comes back unchanged, so nothing a client or a LiteLLM import sends is lost.
 //!
-//! Storage units: money is integer nano-dollars (`BIGINT`; the ledger of the next issue
-//! adds and compares without float drift), times are unix seconds (`BIGINT`), lists and
+//! Storage units: money is integer nano-dollars (`BIGINT`; the spend ledger adds and
+//! compares without float drift), times are unix seconds (`BIGINT`), lists and
 //! objects are JSON text, `version` is the change sequence of the last change affecting
 //! the row.
 
@@ -42,7 +42,19 @@ impl Table {
     pub fn col(&self, name: &str) -> Option<&Col> {
         self.cols.iter().find(|c| c.name == name)
     }
+
+    /// Whether the spend ledger adds to this column ([`LEDGER_COLS`]).
+    pub fn ledger_owned(&self, name: &str) -> bool {
+        LEDGER_COLS.contains(&name) && self.col(name).is_some()
+    }
 }
+
+/// Columns the spend ledger adds to (`UPDATE … SET spend = spend + $n`) while admin writes
+/// run: a row update ([`crate::store::Op::Update`]) never writes them back, since the
+/// value it read may be stale by then; an admin change of one is a relative
+/// [`crate::store::Op::AddSpend`] in the same transaction, so concurrent ledger additions
+/// are never lost (docs/ledger.md).
+pub const LEDGER_COLS: &[&str] = &["spend"];
 
 macro_rules! cols {
     ($($name:ident : $ty:ident),* $(,)?) => {

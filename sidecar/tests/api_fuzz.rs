@@ -1,9 +1,13 @@
 //! The admin API in process (axum router + SQLite file): a few flows with exact statuses,
 //! and property tests: arbitrary JSON (and arbitrary bytes) to every admin endpoint never
-//! gets a 5xx or a panic, and every refusal is the OpenAI error shape naming its status.
+//! gets a 5xx or a panic, and every refusal is the OpenAI error shape naming its status;
+//! arbitrary spend records (valid ones with fields replaced or dropped) are each stored
+//! or refused, never a 5xx, and batches resent in any mix move a key's spend exactly once.
 
 // Test helpers may unwrap, panic and index: a failing test should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
 
 use std::net::SocketAddr;
 
@@ -246,10 +250,147 @@ proptest! {
                 let (st, v) = call(&app, "POST", path, bytes.clone()).await;
                 check_response(path, st, &v)?;
             }
-            for path in ["/key/info", "/key/list", "/team/info", "/team/list", "/user/info", "/user/list", "/customer/info", "/internal/v1/changes"] {
+            for path in ["/key/info", "/key/list", "/team/info", "/team/list", "/user/info", "/user/list", "/customer/info", "/internal/v1/changes", "/spend/logs", "/global/spend/report"] {
                 let (st, v) = call(&app, "GET", &format!("{path}?{q}"), vec![]).await;
                 check_response(path, st, &v)?;
             }
+            Ok::<(), TestCaseError>(())
+        })?;
+    }
+}
+
+/// The fields of a spend record, for mutations.
+const RECORD_FIELDS: &[&str] = &[
+    "id",
+    "client_request_id",
+    "key_hash",
+    "team_id",
+    "user_id",
+    "end_user",
+    "model_group",
+    "provider",
+    "model",
+    "operation",
+    "status",
+    "stream",
+    "usage",
+    "cost_nano",
+    "estimated",
+    "attempts",
+    "start_ms",
+    "end_ms",
+    "extra_field",
+];
+
+fn spend_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        json_value(),
+        Just(json!(u64::MAX)),
+        Just(json!(-1)),
+        Just(json!(1e300)),
+        Just(json!("0123456789abcdef0123456789abcdef")),
+        Just(json!({"input": -1, "output": 18446744073709551615u64})),
+        Just(json!({"input": 1.5})),
+        Just(json!("a\u{0}b")),
+        "[0-9a-f]{64}".prop_map(Value::String),
+        ".{0,600}".prop_map(Value::String),
+    ]
+}
+
+/// A valid record (key `sk-x`, which the fuzz app has) with some fields replaced or dropped.
+fn spend_record() -> impl Strategy<Value = Value> {
+    (0u64..24, prop::collection::vec((prop::sample::select(RECORD_FIELDS), spend_value(), any::<bool>()), 0..4))
+        .prop_map(|(n, changes)| {
+            let mut r =
+                common::record_json(&common::record(n, Some("sk-x"), Some("t1"), None, Some("e"), 1000 + n as i64));
+            let o = r.as_object_mut().unwrap();
+            for (field, v, drop) in changes {
+                if drop {
+                    o.remove(field);
+                } else {
+                    o.insert(field.to_owned(), v);
+                }
+            }
+            r
+        })
+}
+
+async fn internal(app: &Router, body: Vec<u8>) -> (StatusCode, Value) {
+    let req =
+        Request::post("/internal/v1/spend").header("x-switchyard-internal", "s3cret").body(Body::from(body)).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_spend_records_are_stored_or_refused_never_a_5xx(
+        records in prop::collection::vec(spend_record(), 0..10),
+        garbage in json_value(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let app = app(&dir).await;
+            let _ = post(&app, "/team/new", json!({"team_id": "t1"})).await;
+            let _ = post(&app, "/key/generate", json!({"key": "sk-x", "team_id": "t1"})).await;
+            let body = json!({"records": records}).to_string().into_bytes();
+            let (st, v) = internal(&app, body.clone()).await;
+            prop_assert_eq!(st, StatusCode::OK, "{}", v);
+            let rejected = v["rejected"].as_array().map_or(0, Vec::len) as u64;
+            let (ins, dup) = (v["inserted"].as_u64().unwrap(), v["duplicates"].as_u64().unwrap());
+            prop_assert_eq!(ins + dup + rejected, records.len() as u64, "{}", v);
+            prop_assert!(!v.to_string().contains(&switchyard_sidecar::keys::hash_token("sk-x")), "no key hash in {}", v);
+            // Resent: nothing new, the same refusals.
+            let (st, again) = internal(&app, body).await;
+            prop_assert_eq!(st, StatusCode::OK);
+            prop_assert_eq!(again["inserted"].as_u64(), Some(0));
+            prop_assert_eq!(again["duplicates"].as_u64(), Some(ins + dup));
+            // The reads still answer.
+            for path in ["/spend/logs", "/global/spend/report?start_date=2000-01-01&end_date=2000-12-31", "/key/info?key=sk-x"] {
+                let (st, v) = call(&app, "GET", path, vec![]).await;
+                prop_assert_eq!(st, StatusCode::OK, "{}: {}", path, v);
+            }
+            // Not a batch: a 4xx in the error shape, never a 5xx.
+            for body in [garbage.to_string().into_bytes(), json!({"records": garbage}).to_string().into_bytes()] {
+                let (st, v) = internal(&app, body).await;
+                prop_assert!(st.as_u16() < 500, "{} {}", st, v);
+            }
+            Ok::<(), TestCaseError>(())
+        })?;
+    }
+
+    #[test]
+    fn resent_batches_in_any_mix_count_each_record_once(
+        batches in prop::collection::vec(prop::collection::vec((0u64..40, 1i64..5_000_000), 0..15), 1..8),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let app = app(&dir).await;
+            let _ = post(&app, "/key/generate", json!({"key": "sk-x"})).await;
+            // The first cost sent for an id is the one counted (later sends are duplicates).
+            let mut first: std::collections::BTreeMap<u64, i64> = std::collections::BTreeMap::new();
+            for b in &batches {
+                let records: Vec<Value> = b
+                    .iter()
+                    .map(|(n, cost)| common::record_json(&common::record(*n, Some("sk-x"), None, None, None, *cost)))
+                    .collect();
+                let (st, v) = internal(&app, json!({"records": records}).to_string().into_bytes()).await;
+                prop_assert_eq!(st, StatusCode::OK, "{}", v);
+                let fresh = b.iter().filter(|(n, _)| !first.contains_key(n)).map(|(n, _)| *n).collect::<std::collections::BTreeSet<_>>();
+                prop_assert_eq!(v["inserted"].as_u64(), Some(fresh.len() as u64));
+                for (n, cost) in b {
+                    first.entry(*n).or_insert(*cost);
+                }
+            }
+            let (_, info) = call(&app, "GET", "/key/info?key=sk-x", vec![]).await;
+            let spend = (info["info"]["spend"].as_f64().unwrap() * 1e9).round() as i64;
+            prop_assert_eq!(spend, first.values().sum::<i64>());
             Ok::<(), TestCaseError>(())
         })?;
     }

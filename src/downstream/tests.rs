@@ -321,14 +321,14 @@ fn routed_requests_hand_their_facts_to_their_attempts_until_they_end() {
     let mut ex = DownstreamExchange::new(config(None));
     assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
     assert_eq!(ex.on_request_body(&host, body.len(), true), Flow::Continue);
-    let first = HANDOFF.with(|h| h.take_pending()).unwrap();
+    let crate::handoff::Pending::Only(first) = HANDOFF.with(|h| h.take_pending()) else { panic!("not published") };
     assert_eq!((first.operation, first.stream), (Operation::Chat, true));
     assert_eq!(HANDOFF.with(|h| h.find("abc")), Some(first));
     drop(ex);
     assert_eq!(HANDOFF.with(|h| h.find("abc")), None, "forgotten when the request ends");
     // A request answered before routing hands nothing over.
     let (_, _) = run(config(None), "GET", "/v1/models", &[("x-request-id", "def")], b"");
-    assert_eq!(HANDOFF.with(|h| (h.take_pending(), h.in_flight())), (None, 0));
+    assert_eq!(HANDOFF.with(|h| (h.take_pending(), h.in_flight())), (crate::handoff::Pending::Nothing, 0));
 }
 
 mod virtual_keys {

@@ -85,7 +85,7 @@ impl ProviderAdapter for Anthropic {
             return TranslatedResponse::error(&translate_error(ctx.api_key, status, body));
         }
         match translate_response(ctx, body) {
-            Ok((body, usage)) => TranslatedResponse { status: 200, body, usage: Some(usage) },
+            Ok((body, billed)) => TranslatedResponse::success(200, body, Some(billed)),
             Err(err) => TranslatedResponse::error(&err),
         }
     }
@@ -795,7 +795,24 @@ pub fn usage(u: &AUsage) -> Usage {
     }
 }
 
-fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
+/// What Anthropic bills for an answer (docs/providers/anthropic.md#usage): `input_tokens`
+/// counts neither cache reads nor cache writes; `cache_creation` splits the writes by
+/// lifetime (an answer without it wrote for 5 minutes, the only lifetime then); thinking
+/// is part of `output_tokens`, at the output rate, and not reported apart.
+pub fn billed(u: &AUsage) -> crate::usage::Usage {
+    let written = u.cache_creation_input_tokens.unwrap_or(0);
+    let hour = u.cache_creation.map_or(0, |c| c.ephemeral_1h_input_tokens).min(written);
+    crate::usage::Usage {
+        input: u.input_tokens,
+        cache_read: u.cache_read_input_tokens.unwrap_or(0),
+        cache_write_5m: written - hour,
+        cache_write_1h: hour,
+        output: u.output_tokens,
+        reasoning: 0,
+    }
+}
+
+fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, crate::usage::Usage), GatewayError> {
     let resp: MessagesResponse = serde_json::from_slice(body)
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })?;
     let mut texts: Vec<Cow<str>> = Vec::new();
@@ -883,7 +900,7 @@ fn translate_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Us
         system_fingerprint: None,
     };
     serde_json::to_vec(&completion)
-        .map(|body| (body, completion.usage.clone()))
+        .map(|body| (body, billed(&resp.usage)))
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })
 }
 

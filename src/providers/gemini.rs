@@ -88,7 +88,11 @@ impl ProviderAdapter for Gemini {
             _ => chat_response(ctx, body),
         };
         match result {
-            Ok((body, usage)) => TranslatedResponse { status: 200, body, usage: Some(usage) },
+            // Gemini reports no tokens for embeddings: the count is the gateway's estimate.
+            Ok((body, billed)) => TranslatedResponse {
+                usage_estimated: op == Operation::Embeddings,
+                ..TranslatedResponse::success(200, body, Some(billed))
+            },
             Err(err) => TranslatedResponse::error(&err),
         }
     }
@@ -741,7 +745,23 @@ pub(crate) fn usage(u: &UsageMetadata) -> Usage {
     }
 }
 
-fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
+/// What Gemini bills for an answer (docs/providers/gemini.md#usage): `promptTokenCount`
+/// includes the cached tokens (billed at the cache rate) and tool-use prompt tokens are
+/// input too; thoughts are output, billed at the output rate, reported apart.
+pub(crate) fn billed(u: &UsageMetadata) -> crate::usage::Usage {
+    let prompt = u.prompt_token_count.saturating_add(u.tool_use_prompt_token_count);
+    let cached = u.cached_content_token_count.min(prompt);
+    crate::usage::Usage {
+        input: prompt - cached,
+        cache_read: cached,
+        cache_write_5m: 0,
+        cache_write_1h: 0,
+        output: u.candidates_token_count.saturating_add(u.thoughts_token_count),
+        reasoning: u.thoughts_token_count,
+    }
+}
+
+fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, crate::usage::Usage), GatewayError> {
     let resp: GenerateContentResponse = match serde_json::from_slice(body) {
         Ok(resp) => resp,
         Err(e) => {
@@ -863,8 +883,9 @@ fn chat_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage),
         usage: resp.usage_metadata.as_ref().map(usage).unwrap_or_default(),
         system_fingerprint: None,
     };
+    let billed = resp.usage_metadata.as_ref().map(billed).unwrap_or_default();
     serde_json::to_vec(&completion)
-        .map(|body| (body, completion.usage.clone()))
+        .map(|body| (body, billed))
         .map_err(|e| GatewayError::ProviderMalformed { provider: NAME, detail: e.to_string() })
 }
 
@@ -1074,7 +1095,7 @@ fn unit_length(values: &[f64]) -> Option<Vec<f64>> {
     Some(values.iter().map(|v| v / norm).collect())
 }
 
-fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, Usage), GatewayError> {
+fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, crate::usage::Usage), GatewayError> {
     let malformed = |detail: String| GatewayError::ProviderMalformed { provider: NAME, detail };
     if parse_error_body(body).is_some() {
         return Err(translate_error(ctx.api_key, 200, body));
@@ -1125,8 +1146,8 @@ fn embeddings_response(ctx: &ResponseContext, body: &[u8]) -> Result<(Vec<u8>, U
         model: &ctx.request.model,
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
     };
-    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Usage::default() };
-    serde_json::to_vec(&list).map(|body| (body, usage)).map_err(|e| malformed(e.to_string()))
+    let billed = crate::usage::Usage { input: tokens, ..crate::usage::Usage::default() };
+    serde_json::to_vec(&list).map(|body| (body, billed)).map_err(|e| malformed(e.to_string()))
 }
 
 mod stream;

@@ -14,6 +14,7 @@ use crate::config::UpstreamConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorType, GatewayError, ProviderError};
 use crate::operation::Operation;
+use crate::usage::Usage;
 use openai::presets::Preset;
 use stream::{StreamContext, StreamTranslator};
 
@@ -236,14 +237,21 @@ pub enum ResponseHandling {
 pub struct TranslatedResponse {
     pub status: u16,
     pub body: Vec<u8>,
-    /// The answer's token usage, where the translation read it (rate limits and, later,
-    /// spend count it without another parse).
-    pub usage: Option<crate::schema::openai::Usage>,
+    /// What the provider bills for the answer, in its own breakdown, read by the
+    /// translation itself (rate limits, cost and the ledger need no other parse); `None`
+    /// for errors and answers that report none.
+    pub usage: Option<Usage>,
+    /// `usage` is the gateway's estimate, not the provider's count.
+    pub usage_estimated: bool,
 }
 
 impl TranslatedResponse {
     pub fn error(err: &GatewayError) -> Self {
-        TranslatedResponse { status: err.status(), body: err.body(), usage: None }
+        TranslatedResponse { status: err.status(), body: err.body(), usage: None, usage_estimated: false }
+    }
+
+    pub fn success(status: u16, body: Vec<u8>, usage: Option<Usage>) -> Self {
+        TranslatedResponse { status, body, usage, usage_estimated: false }
     }
 }
 
@@ -268,10 +276,16 @@ pub trait ProviderAdapter: Sync {
         stream: bool,
         facts: &RequestFacts,
     ) -> ResponseHandling;
-    /// The provider's complete response (success or error) → OpenAI's shape.
+    /// The provider's complete response (success or error) → OpenAI's shape, with what
+    /// the provider bills for it.
     fn response(&self, ctx: &ResponseContext, op: Operation, status: u16, body: &[u8]) -> TranslatedResponse;
     /// A translator for a successful streamed response.
     fn stream(&self, ctx: StreamContext) -> Box<dyn StreamTranslator>;
+    /// What the provider bills for a complete answer forwarded as it came
+    /// ([`ResponseHandling::PassThrough`]), read as cheaply as the format allows.
+    fn pass_through_usage(&self, _status: u16, _body: &[u8]) -> Option<Usage> {
+        None
+    }
 }
 
 /// Translate errors; stream successes when a stream was asked for.

@@ -166,7 +166,11 @@ impl ProviderAdapter for OpenAi {
                 }
             }
         };
-        TranslatedResponse { status, body: rewritten.unwrap_or_else(|| body.to_vec()), usage: None }
+        TranslatedResponse::success(status, rewritten.unwrap_or_else(|| body.to_vec()), usage_in_body(body))
+    }
+
+    fn pass_through_usage(&self, status: u16, body: &[u8]) -> Option<crate::usage::Usage> {
+        (200..300).contains(&status).then(|| usage_in_body(body)).flatten()
     }
 
     fn stream(&self, ctx: StreamContext) -> Box<dyn StreamTranslator> {
@@ -861,3 +865,48 @@ mod stream;
 
 #[cfg(test)]
 mod tests;
+
+/// What an OpenAI-compatible provider bills for an answer (docs/providers/openai.md#usage):
+/// `prompt_tokens` includes the cached tokens (`prompt_tokens_details.cached_tokens`, or
+/// DeepSeek's `prompt_cache_hit_tokens`), and `completion_tokens` the reasoning tokens.
+pub fn billed(u: &crate::schema::openai::Usage) -> crate::usage::Usage {
+    let cached = u.prompt_tokens_details.cached_tokens.min(u.prompt_tokens);
+    let written = u.cache_creation_input_tokens.unwrap_or(0).min(u.prompt_tokens - cached);
+    crate::usage::Usage {
+        input: u.prompt_tokens - cached - written,
+        cache_read: cached,
+        cache_write_5m: written,
+        cache_write_1h: 0,
+        output: u.completion_tokens,
+        reasoning: u.completion_tokens_details.reasoning_tokens.min(u.completion_tokens),
+    }
+}
+
+/// The billed usage of a complete OpenAI-shaped answer, read without parsing the rest of
+/// it: OpenAI and the compatible servers put `usage` last in the object. The bytes
+/// `"usage"` followed by a colon occur only as a key (inside a JSON string the quotes
+/// would be escaped), and the key's value must be followed by nothing but the object's
+/// end, so only a top-level `usage` is read.
+pub fn usage_in_body(body: &[u8]) -> Option<crate::usage::Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut end = body.len();
+    // A few tries: the last `"usage"` may be a string value (`"object":"usage"`).
+    for _ in 0..4 {
+        let at = body.get(..end)?.windows(KEY.len()).rposition(|w| w == KEY)?;
+        end = at;
+        let after = body.get(at + KEY.len()..)?;
+        let colon = after.iter().position(|b| !b.is_ascii_whitespace())?;
+        if after.get(colon) != Some(&b':') {
+            continue;
+        }
+        let value = after.get(colon + 1..)?;
+        let mut values = serde_json::Deserializer::from_slice(value).into_iter::<&serde_json::value::RawValue>();
+        let raw = values.next()?.ok()?;
+        let mut rest = value.get(values.byte_offset()..)?.iter().filter(|b| !b.is_ascii_whitespace());
+        if rest.next() != Some(&b'}') || rest.next().is_some() {
+            return None;
+        }
+        return stream::parse_usage(raw).as_ref().map(billed);
+    }
+    None
+}

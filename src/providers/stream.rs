@@ -15,8 +15,12 @@ pub trait StreamTranslator {
     /// The provider's body ended: flush, and end the client's stream properly (with
     /// `[DONE]`, or an error event if the provider's stream was cut short).
     fn finish(&mut self, out: &mut Vec<u8>);
-    /// Token usage as reported so far.
-    fn usage(&self) -> Option<&Usage>;
+    /// What the provider bills for the stream, as reported so far (final once the
+    /// stream ended properly).
+    fn usage(&self) -> Option<crate::usage::Usage>;
+    /// Output tokens the client received so far, estimated from the stream itself: what
+    /// a stream cut before its usage arrived is metered by.
+    fn output_estimate(&self) -> u64;
 }
 
 pub struct StreamContext {
@@ -36,6 +40,8 @@ pub struct ChunkWriter {
     /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"system_fingerprint":null,"choices":[`
     prefix: Vec<u8>,
     include_usage: bool,
+    /// Bytes of text (content, reasoning, tool arguments) written so far.
+    text_bytes: std::cell::Cell<u64>,
 }
 
 #[derive(Serialize)]
@@ -116,7 +122,7 @@ impl ChunkWriter {
         let _ = serde_json::to_writer(&mut prefix, &identity);
         prefix.pop(); // the closing brace: the chunk continues
         prefix.extend_from_slice(b",\"choices\":[");
-        ChunkWriter { prefix, include_usage }
+        ChunkWriter { prefix, include_usage, text_bytes: std::cell::Cell::new(0) }
     }
 
     /// One chunk with a single choice.
@@ -132,10 +138,19 @@ impl ChunkWriter {
         logprobs: Option<&ChoiceLogprobs>,
         finish_reason: Option<FinishReason>,
     ) {
+        let text = [delta.content, delta.reasoning_content].iter().flatten().map(|t| t.len()).sum::<usize>()
+            + delta.tool_calls.as_ref().map_or(0, |[call]| call.function.arguments.len());
+        self.text_bytes.set(self.text_bytes.get().saturating_add(text as u64));
         out.extend_from_slice(&self.prefix);
         let _ = serde_json::to_writer(&mut *out, &Choice { index: 0, delta, logprobs, finish_reason });
         // Chunks carry `"usage": null` only in streams that end with a usage chunk.
         out.extend_from_slice(if self.include_usage { b"],\"usage\":null}\n\n" } else { b"]}\n\n" });
+    }
+
+    /// Output tokens written so far, at about four bytes of text a token (the estimate
+    /// the gateway's token counts use everywhere, `crate::tokens`).
+    pub fn output_estimate(&self) -> u64 {
+        self.text_bytes.get().div_ceil(4)
     }
 
     /// The closing chunk: empty delta, the finish reason, then the usage chunk if the
@@ -164,7 +179,8 @@ pub trait EventHandler {
     fn on_end(&mut self, out: &mut Vec<u8>);
     /// Ends the client's stream with an error event, unless it already ended.
     fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError);
-    fn usage(&self) -> Option<&Usage>;
+    fn usage(&self) -> Option<crate::usage::Usage>;
+    fn output_estimate(&self) -> u64;
 }
 
 /// A provider stream framed as server-sent events, translated by `H` event by event.
@@ -196,8 +212,12 @@ impl<H: EventHandler> StreamTranslator for SseStream<H> {
         handler.on_end(out);
     }
 
-    fn usage(&self) -> Option<&Usage> {
+    fn usage(&self) -> Option<crate::usage::Usage> {
         self.handler.usage()
+    }
+
+    fn output_estimate(&self) -> u64 {
+        self.handler.output_estimate()
     }
 }
 

@@ -249,6 +249,19 @@ pub struct Usage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
+    /// The cache writes by lifetime (absent from older answers: all 5 minutes then).
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// `usage.cache_creation`: how many of `cache_creation_input_tokens` were written for
+/// each lifetime (`cache_control.ttl`), billed at different rates.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: u64,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +339,8 @@ pub struct UsageUpdate {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
 }
 
 impl Usage {
@@ -341,6 +356,9 @@ impl Usage {
         }
         if update.cache_read_input_tokens.is_some() {
             self.cache_read_input_tokens = update.cache_read_input_tokens;
+        }
+        if update.cache_creation.is_some() {
+            self.cache_creation = update.cache_creation;
         }
     }
 }

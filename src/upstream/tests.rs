@@ -150,7 +150,7 @@ fn body_less_error_still_gets_a_status_clients_understand() {
 }
 
 #[test]
-fn openai_success_passes_through_untouched_and_unread() {
+fn openai_success_passes_through_untouched() {
     let meta = [("provider", "openai"), ("model", "gpt-4o-mini"), ("api_key_env", "OPENAI_API_KEY")];
     let host = host_for(&meta, &[("OPENAI_API_KEY", "sk-openai")], &chat());
     let (mut ex, flow) = send_request(&host);
@@ -160,7 +160,7 @@ fn openai_success_passes_through_untouched_and_unread() {
     assert_eq!(host.request_header(":authority").as_deref(), Some("api.openai.com"));
     *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
     *host.response_body.borrow_mut() = b"{\"untouched\":true}".to_vec();
-    // Held until complete (one pass through the filter chains), never read.
+    // Held until complete (one pass through the filter chains); read once, for its usage.
     assert_eq!(ex.on_response_headers(&host, false), Flow::Pause);
     assert_eq!(ex.on_response_body(&host, 9, false), Flow::Pause);
     assert_eq!(ex.on_response_body(&host, 18, true), Flow::Continue);
@@ -427,7 +427,7 @@ fn attempts_take_the_operation_from_the_hand_off_not_the_body() {
     // A body whose shape would say chat: the hand-off says embeddings, and wins.
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     let host = host_for(&meta, &[], &body);
-    let _ = HANDOFF
+    let published = HANDOFF
         .with(|h| h.publish(Some("req-7"), RequestInfo { operation: Operation::Embeddings, ..RequestInfo::default() }));
     let _ = send_request(&host);
     assert_eq!(host.request_header(":path").as_deref(), Some("/v1/embeddings"));
@@ -440,8 +440,82 @@ fn attempts_take_the_operation_from_the_hand_off_not_the_body() {
     assert_eq!(retry.request_header(":path").as_deref(), Some("/v1/embeddings"));
     assert_eq!(retry.header_reads(), 2);
     // Without a hand-off (nothing published), the body's shape decides.
-    HANDOFF.with(|h| h.forget("req-7"));
+    HANDOFF.with(|h| h.forget(Some("req-7"), &published));
     let orphan = host_for(&meta, &[], &body);
     let _ = send_request(&orphan);
     assert_eq!(orphan.request_header(":path").as_deref(), Some("/v1/chat/completions"));
+}
+
+fn published(stream: bool) -> Rc<crate::handoff::RequestInfo> {
+    use crate::handoff::{RequestInfo, HANDOFF};
+    HANDOFF.with(|h| h.publish(None, RequestInfo { stream, input_estimate: 40, ..RequestInfo::default() }))
+}
+
+#[test]
+fn every_answer_is_metered_in_the_hand_off_passed_through_translated_or_streamed() {
+    use crate::usage::Usage;
+    // Passed through: the usage read off the body's end.
+    let meta = [("provider", "openai"), ("model", "gpt-4o-mini")];
+    let host = host_for(&meta, &[], &chat());
+    let info = published(false);
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    let body = br#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+    *host.response_body.borrow_mut() = body.to_vec();
+    ex.on_response_headers(&host, false);
+    assert_eq!(info.attempts.borrow()[0].usage, Usage { input: 40, ..Usage::default() }, "estimated until read");
+    assert!(info.attempts.borrow()[0].estimated);
+    ex.on_response_body(&host, body.len(), true);
+    let attempt = info.attempts.borrow()[0].clone();
+    assert_eq!((attempt.provider, attempt.model.as_str(), attempt.status), ("openai", "gpt-4o-mini", 200));
+    assert_eq!(
+        (attempt.usage, attempt.estimated),
+        (Usage { input: 5, cache_read: 4, output: 2, ..Usage::default() }, false)
+    );
+
+    // Translated: the adapter's own reading.
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "k")], &chat());
+    let info = published(false);
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    let body = json!({"id": "m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 3, "output_tokens": 1, "cache_creation_input_tokens": 8}});
+    *host.response_body.borrow_mut() = body.to_string().into_bytes();
+    ex.on_response_headers(&host, false);
+    let size = host.response_body.borrow().len();
+    ex.on_response_body(&host, size, true);
+    let attempt = info.attempts.borrow()[0].clone();
+    assert_eq!(attempt.usage, Usage { input: 3, cache_write_5m: 8, output: 1, ..Usage::default() });
+    assert!(!attempt.estimated);
+
+    // An error: recorded, nothing billed; then the retry's answer adds to it.
+    let host = host_for(&anthropic_meta(), &[("ANTHROPIC_API_KEY", "k")], &chat());
+    let info = published(true);
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "529".into())];
+    ex.on_response_headers(&host, true);
+    assert_eq!((info.attempts.borrow()[0].status, info.attempts.borrow()[0].usage), (529, Usage::default()));
+
+    // Streamed: an estimate while it flows (the client may leave), the provider's count at its end.
+    let host = host_for(
+        &anthropic_meta(),
+        &[("ANTHROPIC_API_KEY", "k")],
+        &json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let info = published(true);
+    let (mut ex, _) = send_request(&host);
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    ex.on_response_headers(&host, false);
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"twelve bytes\"}}\n\n";
+    *host.response_body.borrow_mut() = start.as_bytes().to_vec();
+    ex.on_response_body(&host, start.len(), false);
+    let attempt = info.attempts.borrow()[0].clone();
+    assert_eq!((attempt.usage.input, attempt.usage.output, attempt.estimated), (7, 3, true));
+    let end = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":6}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    *host.response_body.borrow_mut() = end.as_bytes().to_vec();
+    ex.on_response_body(&host, end.len(), true);
+    let attempt = info.attempts.borrow()[0].clone();
+    assert_eq!((attempt.usage.input, attempt.usage.output, attempt.estimated), (7, 6, false));
+    assert_eq!(info.usage().map(|u| u.total_tokens()), Some(13));
 }

@@ -14,6 +14,7 @@ use crate::downstream::DownstreamExchange;
 use crate::feed::{self, FeedFollower};
 use crate::headers::Headers;
 use crate::host::{Flow, Host, HostResult, SharedValue, Stored};
+use crate::ledger::LEDGER;
 use crate::upstream::{self, DeploymentCache, UpstreamExchange, STALLS};
 
 proxy_wasm::main! {{
@@ -58,7 +59,9 @@ struct Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if self.feed.owns(token_id) {
+        if LEDGER.with(|l| l.borrow().owns(token_id)) {
+            LEDGER.with(|l| l.borrow_mut().on_http_call_response(&WasmHost, token_id, body_size));
+        } else if self.feed.owns(token_id) {
             if let Some(Stage::Downstream(c)) = &self.stage {
                 if let Some(vk) = &c.virtual_keys {
                     self.feed.on_http_call_response(&WasmHost, vk, token_id, body_size);
@@ -129,6 +132,7 @@ impl RootContext for Root {
         if let Some(Stage::Downstream(c)) = &self.stage {
             if let Some(vk) = &c.virtual_keys {
                 self.feed.on_tick(&WasmHost, vk);
+                LEDGER.with(|l| l.borrow_mut().on_tick(&WasmHost, vk));
                 requests::sweep(self.context_id);
             }
             return;
@@ -498,7 +502,7 @@ impl Host for WasmHost {
     fn now_unix(&self) -> u64 {
         profile::time(15, now_unix)
     }
-    fn count(&self, name: &str) {
+    fn count_by(&self, name: &str, n: u64) {
         let result = COUNTERS.with(|counters| {
             let mut counters = counters.borrow_mut();
             let id = match counters.get(name) {
@@ -509,7 +513,7 @@ impl Host for WasmHost {
                     id
                 }
             };
-            abi::increment_metric(id, 1)
+            abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX))
         });
         if let Err(e) = result {
             log::warn!("switchyard: could not count {name}: {e}");

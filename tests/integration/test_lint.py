@@ -73,7 +73,7 @@ def test_every_endpoint_is_checked_and_a_missing_provider_is_named(doc):
 
 def test_what_the_filter_accepts_passes(doc):
     meta = metadata(doc, "model.gpt-4.1")
-    # Prices are reserved for the spend ledger (LiteLLM's names); numbers may be quoted;
+    # Prices (LiteLLM's names) override the built-in catalog; numbers may be quoted;
     # an unquoted YAML date is text to Envoy.
     meta.update(input_cost_per_token=2e-6, output_cost_per_token="0.000008", cache_read_input_token_cost=5e-7,
                 cache_creation_input_token_cost=0, max_tokens="4096", unsupported_params="drop",
@@ -88,7 +88,8 @@ def test_the_lint_and_the_schema_come_from_the_binary():
     assert keys["provider"]["required"] and keys["provider"]["values"] == [p["name"] for p in schema["providers"]]
     assert {"anthropic", "gemini", "openai", "azure", "mistral"} <= set(keys["provider"]["values"])
     assert keys["unsupported_params"]["values"] == ["default", "drop", "reject"]
-    assert keys["input_cost_per_token"]["read_by"] == "spend_ledger"
+    assert keys["input_cost_per_token"]["read_by"] == "filter"
+    assert {"base_model", "cache_creation_input_token_cost_above_1hr", "output_cost_per_reasoning_token"} <= set(keys)
     # Every provider the schema lists passes the lint, every other name fails.
     results = gatewayconf.check_endpoints([{"provider": p} for p in keys["provider"]["values"]] + [{"provider": "x"}])
     assert results == [None] * len(keys["provider"]["values"]) + ['unknown provider "x"']

@@ -5,6 +5,11 @@ Protocol: one JSON object per line on stdin, `{"model": "<name>", "data": <docum
 one line back, `{"ok": true}` or `{"ok": false, "error": "..."}`. Names are looked up in
 `litellm.proxy._types` and then in the management-endpoint type modules; TypedDicts
 (`KeyListResponseObject`, `TeamInfoResponseObject`) are validated with a TypeAdapter.
+
+LiteLLM's table models declare their JSON columns as pydantic `Json` (`LiteLLM_SpendLogs`:
+`metadata`, `request_tags`), i.e. the encoded string a row is written with, while its
+endpoints return the Prisma rows, whose JSON columns are decoded values (what clients, the
+UI included, read). Those fields are encoded before validating (`JSON_COLUMNS`).
 """
 
 import json
@@ -28,8 +33,17 @@ def find(name):
     raise KeyError(name)
 
 
+# Models whose `Json` columns the endpoints return decoded.
+JSON_COLUMNS = {"LiteLLM_SpendLogs": ("metadata", "request_tags")}
+
+
 def validate(name, data):
     model = find(name)
+    if name in JSON_COLUMNS and isinstance(data, dict):
+        data = dict(data)
+        for field in JSON_COLUMNS[name]:
+            if field in data and not isinstance(data[field], (str, type(None))):
+                data[field] = json.dumps(data[field])
     if hasattr(model, "model_validate"):
         model.model_validate(data)
     else:

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::fields::{self, required_list, required_str, Request};
 use crate::keys;
 use crate::schema::{member_id, END_USERS, KEYS, TEAMS, TEAM_MEMBERS, USERS};
-use crate::store::{Filter, Op, Page, Record, StoreError};
+use crate::store::{spend_change, Filter, Op, Page, Record, StoreError};
 use crate::time::now;
 
 type Res = Result<Response, ApiError>;
@@ -99,8 +99,12 @@ where
             return Err(missing);
         };
         let version = version_of(&rec);
+        let old = rec.clone();
         let (mut new, more) = f(rec)?;
         let mut ops = vec![Op::Update { table, id: id.to_owned(), version, record: new.clone() }];
+        // `spend` is the ledger's: a change of it is relative to what was read, so spend
+        // recorded meanwhile is kept.
+        ops.extend(spend_change(table, id, &old, &new));
         ops.extend(more);
         match st.store.commit(ops).await {
             Ok(seq) => {
@@ -372,22 +376,27 @@ async fn regenerate(st: Shared, key: Option<String>, mut body: Map<String, Value
         rec.insert("rotation_count".into(), json!(count));
         rec.insert("last_rotation_at".into(), s(&crate::time::iso8601(at)));
         stamp(&mut rec, false, at);
-        let mut ops = Vec::new();
-        match grace {
-            // The old key keeps working for the grace period, without its alias (unique).
-            Some(g) => {
-                let mut old_rec = old.clone();
-                let until = at + g.seconds_from(at);
-                let exp = old_rec.get("expires_at").and_then(Value::as_i64).map_or(until, |e| e.min(until));
-                old_rec.insert("expires_at".into(), json!(exp));
-                old_rec.insert("key_alias".into(), Value::Null);
-                old_rec.insert("rotated_to".into(), s(&new_hash));
-                stamp(&mut old_rec, false, at);
-                ops.push(Op::Update { table: &KEYS, id: old_hash.clone(), version: version_of(&old), record: old_rec });
-            }
-            None => ops.push(Op::Delete { table: &KEYS, id: old_hash.clone() }),
+        // The old row gives up its alias (unique) first, which also locks it: the new row
+        // then takes over its spend as it is at commit, so spend recorded meanwhile moves
+        // along. Without a grace period the old row goes; with one, the old key keeps
+        // working until it ends.
+        let mut old_rec = old.clone();
+        old_rec.insert("key_alias".into(), Value::Null);
+        old_rec.insert("rotated_to".into(), s(&new_hash));
+        if let Some(g) = grace {
+            let until = at + g.seconds_from(at);
+            let exp = old_rec.get("expires_at").and_then(Value::as_i64).map_or(until, |e| e.min(until));
+            old_rec.insert("expires_at".into(), json!(exp));
         }
-        ops.push(Op::Insert { table: &KEYS, record: rec.clone() });
+        stamp(&mut old_rec, false, at);
+        let mut ops = vec![
+            Op::Update { table: &KEYS, id: old_hash.clone(), version: version_of(&old), record: old_rec },
+            Op::Insert { table: &KEYS, record: rec.clone() },
+            Op::CopySpend { table: &KEYS, from: old_hash.clone(), to: new_hash.clone() },
+        ];
+        if grace.is_none() {
+            ops.push(Op::Delete { table: &KEYS, id: old_hash.clone() });
+        }
         match st.store.commit(ops).await {
             Ok(seq) => {
                 rec.insert("version".into(), json!(seq));

@@ -1,10 +1,12 @@
-//! The HTTP surface: health, the LiteLLM-compatible admin API (master key), the internal
-//! API for the Envoy filter (loopback + shared secret), and errors in the OpenAI shape
-//! for everything else (unknown path 404, wrong method 405, body over 1 MiB 413).
+//! The HTTP surface: health, the LiteLLM-compatible admin API (master key) with the
+//! spend ledger's reads ([`spend`]), the internal API for the Envoy filter (loopback +
+//! shared secret) with its usage batches, and errors in the OpenAI shape for everything
+//! else (unknown path 404, wrong method 405, body over 1 MiB 413).
 
 mod admin;
 mod internal;
 mod render;
+pub mod spend;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
@@ -34,11 +36,25 @@ pub struct AppState {
     pub internal_secret: Option<String>,
     /// The last minute whose old rate windows were swept.
     pub swept_window: AtomicI64,
+    /// `SPEND_LOG_RETENTION_DAYS`: ledger rows older than this are deleted (0: kept).
+    pub spend_retention_days: i64,
 }
+
+/// `SPEND_LOG_RETENTION_DAYS`'s default.
+pub const DEFAULT_SPEND_RETENTION_DAYS: i64 = 90;
 
 impl AppState {
     pub fn new(store: Box<dyn Store>, master_key: Option<String>, internal_secret: Option<String>) -> Shared {
-        Arc::new(AppState { store, master_key, internal_secret, swept_window: AtomicI64::new(0) })
+        Self::with_retention(store, master_key, internal_secret, DEFAULT_SPEND_RETENTION_DAYS)
+    }
+
+    pub fn with_retention(
+        store: Box<dyn Store>,
+        master_key: Option<String>,
+        internal_secret: Option<String>,
+        spend_retention_days: i64,
+    ) -> Shared {
+        Arc::new(AppState { store, master_key, internal_secret, swept_window: AtomicI64::new(0), spend_retention_days })
     }
 }
 
@@ -68,7 +84,9 @@ pub fn router(state: Shared) -> Router {
         .route("/user/update", post(admin::user_update))
         .route("/user/delete", post(admin::user_delete))
         .route("/user/info", get(admin::user_info))
-        .route("/user/list", get(admin::user_list));
+        .route("/user/list", get(admin::user_list))
+        .route("/spend/logs", get(spend::logs))
+        .route("/global/spend/report", get(spend::report));
     for prefix in ["/customer", "/end_user"] {
         admin = admin
             .route(&format!("{prefix}/new"), post(admin::customer_new))
@@ -86,6 +104,7 @@ pub fn router(state: Shared) -> Router {
         .route("/internal/v1/customers", get(internal::customers))
         .route("/internal/v1/customers/{id}", get(internal::customer))
         .route("/internal/v1/grants", post(internal::grants))
+        .route("/internal/v1/spend", post(spend::record))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_internal));
     Router::new()
         .route("/health/liveliness", get(liveliness))
@@ -278,6 +297,11 @@ pub fn log_route(path: &str) -> &'static str {
         "/end_user/block",
         "/end_user/unblock",
         "/internal/v1/changes",
+        "/internal/v1/customers",
+        "/internal/v1/grants",
+        "/internal/v1/spend",
+        "/spend/logs",
+        "/global/spend/report",
     ];
     if let Some(known) = STATIC.iter().find(|r| **r == path) {
         return known;

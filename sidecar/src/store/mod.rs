@@ -19,6 +19,7 @@
 //! writes on either database.
 
 pub mod grants;
+pub mod ledger;
 mod sql;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use std::pin::Pin;
 
 use serde_json::{Map, Value};
 
+use crate::ledger::{LogQuery, RollupQuery, RollupRow, SpendLogRow, SpendOutcome, SpendRecord};
 use crate::schema::{from_nano, to_nano, ColTy, Table};
 
 pub use sql::{PgStore, SqliteStore};
@@ -47,6 +49,10 @@ pub enum StoreError {
     /// The database refused a value (PostgreSQL's data exceptions, SQLSTATE class 22:
     /// a NUL character in text, a number out of range).
     Invalid(String),
+    /// A deadlock or serialization failure (PostgreSQL 40P01/40001): the transaction was
+    /// rolled back whole and may simply be run again (commits and spend batches do, a few
+    /// times, before reporting it).
+    Conflict(String),
     Db(String),
 }
 
@@ -57,6 +63,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Stale => write!(f, "the row changed concurrently"),
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
             StoreError::Invalid(m) => write!(f, "value refused by the database: {m}"),
+            StoreError::Conflict(m) => write!(f, "transaction conflict: {m}"),
             StoreError::Db(m) => write!(f, "database error: {m}"),
         }
     }
@@ -71,7 +78,9 @@ pub enum Op {
         table: &'static Table,
         record: Record,
     },
-    /// Replaces the row whose primary key is `id` and whose version is `version`.
+    /// Replaces the row whose primary key is `id` and whose version is `version`, except
+    /// its ledger-owned columns ([`crate::schema::LEDGER_COLS`]: `spend`), which the spend
+    /// ledger adds to concurrently; change those with [`Op::AddSpend`].
     Update {
         table: &'static Table,
         id: String,
@@ -95,6 +104,33 @@ pub enum Op {
         col: &'static str,
         value: String,
     },
+    /// Adds `nano` nano-dollars (possibly negative) to the `spend` of row `id`: an admin's
+    /// change of `spend`, relative to the value its update was computed from, so spend the
+    /// ledger added meanwhile is kept.
+    AddSpend {
+        table: &'static Table,
+        id: String,
+        nano: i64,
+    },
+    /// Sets the `spend` of row `to` to the current `spend` of row `from`, read inside the
+    /// transaction (a regenerated key takes over its old row's spend; run it after an op
+    /// that wrote `from`, which holds the row's lock from then on).
+    CopySpend {
+        table: &'static Table,
+        from: String,
+        to: String,
+    },
+}
+
+/// The [`Op::AddSpend`] that turns a row read with `old` into one with `new`'s spend, if
+/// they differ (money in the records is dollars).
+pub fn spend_change(table: &'static Table, id: &str, old: &Record, new: &Record) -> Option<Op> {
+    if !table.ledger_owned("spend") {
+        return None;
+    }
+    let nano = |r: &Record| r.get("spend").and_then(Value::as_f64).map_or(0, to_nano);
+    let delta = nano(new).saturating_sub(nano(old));
+    (delta != 0).then(|| Op::AddSpend { table, id: id.to_owned(), nano: delta })
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +182,17 @@ pub trait Store: Send + Sync {
     fn grant(&self, window: i64, asks: Vec<grants::GrantAsk>) -> BoxFut<'_, Vec<grants::Grant>>;
     /// Forgets the grants of windows before `window`.
     fn sweep_windows(&self, before: i64) -> BoxFut<'_, u64>;
+    /// Stores a batch of usage records in one transaction ([`ledger`]): each inserted at
+    /// most once, the aggregates moved only for those inserted. `now_ms` is stamped as
+    /// their `recorded_ms`.
+    fn record_spend(&self, records: Vec<SpendRecord>, now_ms: i64) -> BoxFut<'_, SpendOutcome>;
+    /// Ledger rows, newest first, at most `limit`.
+    fn spend_logs(&self, query: LogQuery) -> BoxFut<'_, Vec<SpendLogRow>>;
+    /// Sums of `daily_spend` rows, grouped.
+    fn spend_rollup(&self, query: RollupQuery) -> BoxFut<'_, Vec<RollupRow>>;
+    /// Deletes at most `batch` ledger rows that started before `before_ms` (retention);
+    /// rollups and entity spend are kept.
+    fn prune_spend_logs(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64>;
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 

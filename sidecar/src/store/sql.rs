@@ -1,7 +1,7 @@
 //! The SQL behind [`Store`], written once and instantiated for SQLite and PostgreSQL by
 //! `sql_store!` (sqlx's query functions only: nothing here needs a database to build).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -14,24 +14,32 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use super::grants::{Grant, GrantAsk};
+use super::ledger::{self, ledger_store};
 use super::{
     build_record, record_values, to_sql, BoxFut, Change, ChangePage, Filter, Op, Page, Record, SqlVal, Store,
     StoreError,
 };
+use crate::ledger::{LogQuery, Operation, RollupQuery, RollupRow, SpendLogRow, SpendOutcome, SpendRecord, Usage};
 use crate::schema::{ColTy, Table};
 
 const SQLITE_INIT: &str = include_str!("../../migrations/sqlite/0001_init.sql");
 const POSTGRES_INIT: &str = include_str!("../../migrations/postgres/0001_init.sql");
 const SQLITE_WINDOWS: &str = include_str!("../../migrations/sqlite/0002_rate_windows.sql");
 const POSTGRES_WINDOWS: &str = include_str!("../../migrations/postgres/0002_rate_windows.sql");
+const SQLITE_LEDGER: &str = include_str!("../../migrations/sqlite/0003_spend_ledger.sql");
+const POSTGRES_LEDGER: &str = include_str!("../../migrations/postgres/0003_spend_ledger.sql");
 
-fn migrator(steps: [&'static str; 2]) -> Migrator {
-    let [init, windows] = steps;
+fn migrator(steps: [&'static str; 3]) -> Migrator {
+    let [init, windows, ledger] = steps;
     Migrator::with_migrations(vec![
         Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
         Migration::new(2, "rate windows".into(), MigrationType::Simple, windows.into_sql_str(), false),
+        Migration::new(3, "spend ledger".into(), MigrationType::Simple, ledger.into_sql_str(), false),
     ])
 }
+
+/// How many times a commit is run on a deadlock or serialization failure.
+const COMMIT_ATTEMPTS: u32 = 4;
 
 /// sqlx's error → ours: connection-level failures are "unavailable" (the API's 503).
 fn classify(e: sqlx::Error) -> StoreError {
@@ -46,6 +54,8 @@ fn classify(e: sqlx::Error) -> StoreError {
             let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
             if msg.contains("database is locked") || ["57P01", "57P03", "53300", "5", "6"].contains(&code.as_str()) {
                 StoreError::Unavailable(msg)
+            } else if code == "40P01" || code == "40001" {
+                StoreError::Conflict(msg)
             } else if code.len() == 5 && code.starts_with("22") {
                 StoreError::Invalid(msg)
             } else {
@@ -204,7 +214,23 @@ macro_rules! sql_store {
                 Ok((out, total))
             }
 
+            /// Runs the ops; a deadlock or serialization failure runs them again (the
+            /// transaction rolled back whole), a few times.
             async fn commit_impl(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+                let mut attempt = 1;
+                loop {
+                    match self.commit_once(ops.clone()).await {
+                        Err(StoreError::Conflict(m)) if attempt < COMMIT_ATTEMPTS => {
+                            tracing::debug!(attempt, error = %m, "commit rolled back; trying again");
+                            tokio::time::sleep(ledger::backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+
+            async fn commit_once(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
                 let mut tx = self.pool.begin_with($begin).await.map_err(classify)?;
                 let seq: i64 = sqlx::query("UPDATE change_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
                     .fetch_one(&mut *tx)
@@ -232,13 +258,16 @@ macro_rules! sql_store {
                         }
                         Op::Update { table, id, version, mut record } => {
                             record.insert("version".to_owned(), Value::from(seq));
-                            let n = table.cols.len();
-                            let sets: Vec<String> = table
+                            // Ledger-owned columns are never written back (Op::AddSpend).
+                            let (cols, values): (Vec<_>, Vec<_>) = table
                                 .cols
                                 .iter()
-                                .enumerate()
-                                .map(|(i, c)| format!("{} = ${}", c.name, i + 1))
-                                .collect();
+                                .zip(record_values(table, &record))
+                                .filter(|(c, _)| !table.ledger_owned(c.name))
+                                .unzip();
+                            let n = cols.len();
+                            let sets: Vec<String> =
+                                cols.iter().enumerate().map(|(i, c)| format!("{} = ${}", c.name, i + 1)).collect();
                             let sql = format!(
                                 "UPDATE {} SET {} WHERE {} = ${} AND version = ${}",
                                 table.name,
@@ -247,7 +276,7 @@ macro_rules! sql_store {
                                 n + 1,
                                 n + 2
                             );
-                            let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), record_values(table, &record))
+                            let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), values)
                                 .bind(id.clone())
                                 .bind(version);
                             match q.execute(&mut *tx).await {
@@ -282,6 +311,37 @@ macro_rules! sql_store {
                                     changed.insert((kind, row.try_get::<String, _>(0).map_err(classify)?));
                                 }
                             }
+                        }
+                        Op::AddSpend { table, id, nano } => {
+                            let sql = format!(
+                                "UPDATE {} SET spend = COALESCE(spend, 0) + $1 WHERE {} = $2",
+                                table.name, table.pk
+                            );
+                            sqlx::query(AssertSqlSafe(sql))
+                                .bind(nano)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(classify)?;
+                        }
+                        Op::CopySpend { table, from, to } => {
+                            let sql = format!("SELECT spend FROM {} WHERE {} = $1", table.name, table.pk);
+                            let spend: Option<i64> = sqlx::query(AssertSqlSafe(sql))
+                                .bind(from)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(classify)?
+                                .map(|r| r.try_get::<Option<i64>, _>(0))
+                                .transpose()
+                                .map_err(classify)?
+                                .flatten();
+                            let sql = format!("UPDATE {} SET spend = $1 WHERE {} = $2", table.name, table.pk);
+                            sqlx::query(AssertSqlSafe(sql))
+                                .bind(spend)
+                                .bind(to)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(classify)?;
                         }
                         Op::Touch { table, col, value } => {
                             let sql = format!(
@@ -469,6 +529,18 @@ macro_rules! sql_store {
             fn sweep_windows(&self, before: i64) -> BoxFut<'_, u64> {
                 Box::pin(self.sweep_windows_impl(before))
             }
+            fn record_spend(&self, records: Vec<SpendRecord>, now_ms: i64) -> BoxFut<'_, SpendOutcome> {
+                Box::pin(self.record_spend_impl(records, now_ms))
+            }
+            fn spend_logs(&self, query: LogQuery) -> BoxFut<'_, Vec<SpendLogRow>> {
+                Box::pin(self.spend_logs_impl(query))
+            }
+            fn spend_rollup(&self, query: RollupQuery) -> BoxFut<'_, Vec<RollupRow>> {
+                Box::pin(self.spend_rollup_impl(query))
+            }
+            fn prune_spend_logs(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64> {
+                Box::pin(self.prune_spend_logs_impl(before_ms, batch))
+            }
             fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
                 Box::pin(self.pool.close())
             }
@@ -497,7 +569,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(classify)?;
-        migrator([SQLITE_INIT, SQLITE_WINDOWS])
+        migrator([SQLITE_INIT, SQLITE_WINDOWS, SQLITE_LEDGER])
             .run(&pool)
             .await
             .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
@@ -518,7 +590,7 @@ impl PgStore {
             .await
             .map_err(classify)?;
         // sqlx takes an advisory lock around migrations: sidecars starting together are safe.
-        migrator([POSTGRES_INIT, POSTGRES_WINDOWS])
+        migrator([POSTGRES_INIT, POSTGRES_WINDOWS, POSTGRES_LEDGER])
             .run(&pool)
             .await
             .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
@@ -529,3 +601,5 @@ impl PgStore {
 // SQLite's `BEGIN IMMEDIATE` already serialises writers; PostgreSQL locks the row.
 sql_store!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE", "", "sqlite");
 sql_store!(PgStore, PgPool, "BEGIN", " FOR UPDATE", "postgres");
+ledger_store!(SqliteStore, "BEGIN IMMEDIATE", "sqlite");
+ledger_store!(PgStore, "BEGIN", "postgres");

@@ -62,8 +62,12 @@ impl EventHandler for State {
         }
     }
 
-    fn usage(&self) -> Option<&Usage> {
-        self.writer.as_ref().map(|_| &self.openai_usage)
+    fn output_estimate(&self) -> u64 {
+        self.writer.as_ref().map_or(0, ChunkWriter::output_estimate)
+    }
+
+    fn usage(&self) -> Option<crate::usage::Usage> {
+        self.writer.as_ref().map(|_| super::billed(&self.usage))
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError) {

@@ -17,6 +17,8 @@ fn endpoint() -> Endpoint {
         max_tokens: None,
         api_version: None,
         param_policy: crate::providers::ParamPolicy::Default,
+        base_model: None,
+        price_overrides: Default::default(),
     }
 }
 
@@ -217,4 +219,50 @@ proptest! {
             prop_assert!((200..600).contains(&out.status));
         }
     }
+}
+
+#[test]
+fn billed_usage_splits_cache_writes_by_lifetime() {
+    use crate::usage::Usage as Billed;
+    let parse = |json: &str| billed(&serde_json::from_str(json).unwrap());
+    let cases = [
+        (
+            r#"{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":20,"ephemeral_1h_input_tokens":10}}"#,
+            Billed { input: 10, cache_read: 100, cache_write_5m: 20, cache_write_1h: 10, output: 5, reasoning: 0 },
+        ),
+        // Older answers: every write is for 5 minutes.
+        (
+            r#"{"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":7}"#,
+            Billed { input: 1, cache_write_5m: 7, output: 2, ..Billed::default() },
+        ),
+        // A breakdown larger than the total never makes tokens up.
+        (
+            r#"{"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":3,"cache_creation":{"ephemeral_1h_input_tokens":9}}"#,
+            Billed { input: 1, cache_write_1h: 3, output: 2, ..Billed::default() },
+        ),
+    ];
+    for (json, expected) in cases {
+        assert_eq!(parse(json), expected, "{json}");
+    }
+}
+
+#[test]
+fn a_stream_reports_its_final_usage_and_an_estimate_before() {
+    let ctx = StreamContext {
+        created: 1,
+        include_usage: false,
+        provider: Provider::Anthropic,
+        api_key: None,
+        facts: RequestFacts::default(),
+    };
+    let mut translator = Anthropic.stream(ctx);
+    let mut out = Vec::new();
+    translator.push(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"usage\":{\"input_tokens\":12,\"output_tokens\":1,\"cache_read_input_tokens\":4}}}\n\n", &mut out);
+    translator.push(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"sixteen bytes!!!\"}}\n\n", &mut out);
+    let so_far = translator.usage().unwrap();
+    assert_eq!((so_far.input, so_far.cache_read, so_far.output), (12, 4, 1));
+    assert_eq!(translator.output_estimate(), 4, "16 bytes of text");
+    translator.push(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", &mut out);
+    translator.finish(&mut out);
+    assert_eq!(translator.usage().unwrap().output, 5);
 }

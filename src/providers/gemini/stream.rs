@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use super::{
-    call_id, choice_logprobs, empty_abnormal_answer, finish_reason, is_abnormal_finish, parse_error_body,
+    billed, call_id, choice_logprobs, empty_abnormal_answer, finish_reason, is_abnormal_finish, parse_error_body,
     translate_error, usage, NAME,
 };
 use crate::codec::sse::Event;
@@ -35,6 +35,8 @@ pub(super) struct State {
     abnormal: Option<String>,
     finish: Option<FinishReason>,
     usage: Usage,
+    /// What Gemini bills, from the same `usageMetadata`.
+    billed: crate::usage::Usage,
     ended: bool,
 }
 
@@ -49,6 +51,7 @@ pub(super) fn translator(ctx: StreamContext) -> SseStream<State> {
         abnormal: None,
         finish: None,
         usage: Usage::default(),
+        billed: crate::usage::Usage::default(),
         ended: false,
     })
 }
@@ -75,8 +78,12 @@ impl EventHandler for State {
         }
     }
 
-    fn usage(&self) -> Option<&Usage> {
-        self.writer.as_ref().map(|_| &self.usage)
+    fn output_estimate(&self) -> u64 {
+        self.writer.as_ref().map_or(0, ChunkWriter::output_estimate)
+    }
+
+    fn usage(&self) -> Option<crate::usage::Usage> {
+        self.writer.as_ref().map(|_| self.billed)
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError) {
@@ -122,6 +129,7 @@ impl EventHandler for State {
         let Some(writer) = &self.writer else { return };
         if let Some(metadata) = &resp.usage_metadata {
             self.usage = usage(metadata);
+            self.billed = billed(metadata);
         }
         if resp.candidates.is_empty() && resp.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_deref()).is_some()
         {

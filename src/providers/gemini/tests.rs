@@ -18,6 +18,8 @@ fn endpoint(policy: ParamPolicy) -> Endpoint {
         max_tokens: None,
         api_version: None,
         param_policy: policy,
+        base_model: None,
+        price_overrides: Default::default(),
     }
 }
 
@@ -1248,4 +1250,16 @@ proptest! {
             prop_assert_eq!(back_signature, signature.as_deref());
         }
     }
+}
+
+#[test]
+fn billed_usage_takes_cached_tokens_out_of_the_prompt_and_counts_thoughts_as_output() {
+    let metadata: crate::schema::gemini::UsageMetadata = serde_json::from_value(json!({
+        "promptTokenCount": 100, "cachedContentTokenCount": 60, "toolUsePromptTokenCount": 5,
+        "candidatesTokenCount": 20, "thoughtsTokenCount": 30, "totalTokenCount": 155
+    }))
+    .unwrap();
+    let b = billed(&metadata);
+    assert_eq!((b.input, b.cache_read, b.output, b.reasoning), (45, 60, 50, 30));
+    assert_eq!(b.total_tokens(), 155);
 }

@@ -53,6 +53,8 @@ pub(super) struct State {
     calls: Vec<(u64, u64, bool)>,
     /// The client expects the legacy `function_call` shape.
     legacy: bool,
+    /// Choice chunks forwarded so far.
+    choice_events: u64,
 }
 
 /// Just what the gateway needs from a chunk; the rest is skipped, not built. Fields are
@@ -163,7 +165,7 @@ struct LooseCompletionDetails {
     rejected_prediction_tokens: Option<u64>,
 }
 
-fn parse_usage(raw: &RawValue) -> Option<Usage> {
+pub(crate) fn parse_usage(raw: &RawValue) -> Option<Usage> {
     let u: LooseUsage = serde_json::from_str(raw.get()).ok()?;
     let prompt = u.prompt_tokens.unwrap_or(0);
     let completion = u.completion_tokens.unwrap_or(0);
@@ -215,6 +217,7 @@ pub(super) fn translator(ctx: StreamContext) -> SseStream<State> {
         usage_chunk: None,
         calls: Vec::new(),
         legacy: ctx_legacy,
+        choice_events: 0,
     })
 }
 
@@ -230,8 +233,13 @@ impl EventHandler for State {
         }
     }
 
-    fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
+    fn usage(&self) -> Option<crate::usage::Usage> {
+        self.usage.as_ref().map(super::billed)
+    }
+
+    /// OpenAI-compatible servers stream about a token an event.
+    fn output_estimate(&self) -> u64 {
+        self.choice_events
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError) {
@@ -348,7 +356,8 @@ impl State {
     }
 
     /// Writes a choice chunk, in the legacy shape for a client that asked with `functions`.
-    fn emit(&self, out: &mut Vec<u8>, chunk: &[u8]) {
+    fn emit(&mut self, out: &mut Vec<u8>, chunk: &[u8]) {
+        self.choice_events += 1;
         let legacy = self.legacy.then(|| legacy_chunk(chunk)).flatten();
         write_data(out, legacy.as_deref().unwrap_or(chunk));
     }

@@ -4,7 +4,6 @@ use crate::config::UpstreamConfig;
 use crate::endpoint::Endpoint;
 use crate::providers::stream::StreamContext;
 use crate::providers::{models, ParamPolicy, Provider};
-use crate::schema::openai::Usage;
 use crate::testing::{arb_chat_request, arb_json, fuzz_config};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -26,6 +25,8 @@ fn endpoint_for(
         max_tokens: None,
         api_version: api_version.map(str::to_string),
         param_policy: policy,
+        base_model: None,
+        price_overrides: Default::default(),
     }
 }
 
@@ -374,7 +375,7 @@ fn mid_stream_error_status_comes_from_a_numeric_code() {
 // ---------------------------------------------------------------------------------
 // Streams.
 
-fn run_stream(provider: &str, include_usage: bool, pieces: &[&[u8]]) -> (String, Option<Usage>) {
+fn run_stream(provider: &str, include_usage: bool, pieces: &[&[u8]]) -> (String, Option<crate::usage::Usage>) {
     let ctx = StreamContext {
         created: 1,
         include_usage,
@@ -388,7 +389,7 @@ fn run_stream(provider: &str, include_usage: bool, pieces: &[&[u8]]) -> (String,
         translator.push(piece, &mut out);
     }
     translator.finish(&mut out);
-    let usage = translator.usage().cloned();
+    let usage = translator.usage();
     (String::from_utf8(out).unwrap(), usage)
 }
 
@@ -409,7 +410,7 @@ fn usage_on_a_last_chunk_becomes_a_chunk_of_its_own() {
     let last: Value = serde_json::from_str(events[1]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length");
     assert!(last.get("usage").is_none());
-    assert_eq!(usage.unwrap().total_tokens, 5);
+    assert_eq!(usage.unwrap().total_tokens(), 5);
 
     let (out, _) = run_stream("mistral", true, &[input.as_bytes()]);
     let events = data_events(&out);
@@ -428,13 +429,13 @@ fn loose_usage_shapes_are_still_metered() {
     let chunk = |usage: &str| format!("data: {{\"id\":\"a\",\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n");
     // vLLM and Ollama send null details; DeepSeek its own cache field.
     let (_, usage) = run_stream("vllm", true, &[chunk(r#"{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5,"prompt_tokens_details":null,"completion_tokens_details":null}"#).as_bytes()]);
-    assert_eq!(usage.unwrap().total_tokens, 5);
+    assert_eq!(usage.unwrap().total_tokens(), 5);
     let (_, usage) = run_stream("deepseek", true, &[chunk(r#"{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5,"prompt_cache_hit_tokens":3,"prompt_cache_miss_tokens":1}"#).as_bytes()]);
-    assert_eq!(usage.unwrap().prompt_tokens_details.cached_tokens, 3);
+    assert_eq!((usage.unwrap().cache_read, usage.unwrap().input), (3, 1));
     // Groq's older streams.
     let groq = "data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"id\":\"req_1\",\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":2,\"total_tokens\":4}}}\n\ndata: [DONE]\n\n";
     let (out, usage) = run_stream("groq", false, &[groq.as_bytes()]);
-    assert_eq!(usage.unwrap().total_tokens, 4);
+    assert_eq!(usage.unwrap().total_tokens(), 4);
     assert!(out.contains("x_groq"), "forwarded untouched");
 }
 
@@ -1418,5 +1419,35 @@ proptest! {
     fn streams_survive_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..512), preset_index in 0..PRESETS.len()) {
         let (out, _) = run_stream(PRESETS[preset_index].name, true, &[&body]);
         assert_well_terminated(&out);
+    }
+}
+
+#[test]
+fn a_passed_through_answer_is_metered_from_its_top_level_usage() {
+    use crate::usage::Usage as Billed;
+    let billed =
+        |input, cache_read, output, reasoning| Billed { input, cache_read, output, reasoning, ..Billed::default() };
+    let cases: &[(&str, Option<Billed>)] = &[
+        (r#"{"id":"x","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13}}"#, Some(billed(10, 0, 3, 0))),
+        // Python's separators, cached and reasoning tokens.
+        (
+            "{\"id\": \"x\", \"usage\": {\"prompt_tokens\": 10, \"completion_tokens\": 9, \"prompt_tokens_details\": {\"cached_tokens\": 4}, \"completion_tokens_details\": {\"reasoning_tokens\": 6}}}\n",
+            Some(billed(6, 4, 9, 6)),
+        ),
+        // DeepSeek's cache field.
+        (r#"{"usage":{"prompt_tokens":8,"completion_tokens":1,"prompt_cache_hit_tokens":5}}"#, Some(billed(3, 5, 1, 0))),
+        // Embeddings.
+        (r#"{"object":"list","data":[],"model":"m","usage":{"prompt_tokens":7,"total_tokens":7}}"#, Some(billed(7, 0, 0, 0))),
+        // A "usage" string value after the key, and one inside content, are not keys.
+        (r#"{"usage":{"prompt_tokens":2,"completion_tokens":2},"object":"usage"}"#, None),
+        (r#"{"choices":[{"message":{"content":"say \"usage\": {}"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#, Some(billed(1, 0, 1, 0))),
+        // Not at the top level, or absent, or broken.
+        (r#"{"choices":[{"x":{"usage":{"prompt_tokens":5}}}]}"#, None),
+        (r#"{"id":"x","choices":[]}"#, None),
+        (r#"{"usage":{"prompt_tokens":"#, None),
+        ("", None),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(super::usage_in_body(body.as_bytes()), *expected, "{body}");
     }
 }
