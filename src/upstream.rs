@@ -398,20 +398,23 @@ impl UpstreamExchange {
     /// request's estimated input unless the provider already counted it, and the larger
     /// of the reported output and `output_estimate`. Returns the cost, if priced.
     fn meter(&self, reported: Option<Usage>, output_estimate: u64, final_: bool) -> Option<crate::pricing::NanoUsd> {
-        let (info, index) = (self.info.as_ref()?, self.metered?);
         let usage = match reported {
             Some(usage) if final_ => usage,
             reported => {
                 let mut usage = reported.unwrap_or_default();
                 if usage.prompt_tokens() == 0 {
-                    usage.input = info.input_estimate;
+                    usage.input = self.info.as_ref().map_or(0, |info| info.input_estimate);
                 }
                 usage.output = usage.output.max(output_estimate);
                 usage
             }
         };
         let cost = self.prices.as_ref().map(|prices| crate::pricing::cost(prices, &usage));
-        info.update_attempt(index, usage, !final_, cost);
+        // An attempt without the request's facts (see `handoff`) still tells the client
+        // its answer's cost; only the ledger misses it.
+        if let (Some(info), Some(index)) = (&self.info, self.metered) {
+            info.update_attempt(index, usage, !final_, cost);
+        }
         cost
     }
 

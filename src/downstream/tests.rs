@@ -398,6 +398,52 @@ mod virtual_keys {
     }
 
     #[test]
+    fn a_forwarded_request_leaves_one_ledger_record_with_its_attempts() {
+        use crate::handoff::Attempt;
+        use crate::usage::Usage;
+        let shared = Rc::new(FakeShared::default());
+        let cfg = vk_config("deny");
+        let mut h = host(&shared, "sk-user", "demo", 1000);
+        h.request_headers.borrow_mut().push(("x-request-id".into(), "client-chosen".into()));
+        let mut ex = DownstreamExchange::new(Rc::clone(&cfg));
+        send(&mut ex, &h);
+        answer(&mut ex, &h, 200, Some(record(json!({"team_id": "t1", "user_id": "u1"}))));
+        let info = ex.info.clone().unwrap();
+        // A first attempt refused with a 529, a fallback that answered.
+        for (provider, status, usage, cost) in [
+            ("anthropic", 529, Usage::default(), Some(0)),
+            ("openai", 200, Usage { input: 5, output: 2, ..Usage::default() }, Some(70)),
+        ] {
+            let i = info.begin_attempt(Attempt { provider, model: "m".into(), status, ..Attempt::default() });
+            info.update_attempt(i, usage, false, cost);
+        }
+        *h.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+        ex.on_response_headers(&h);
+        let call_id = h.response_header_value(CALL_ID_HEADER).unwrap();
+        let before = crate::ledger::LEDGER.with(|l| l.borrow().pending());
+        ex.on_done(&h);
+        h.now_ns = 2_000_000_000;
+        assert_eq!(crate::ledger::LEDGER.with(|l| l.borrow().pending()), before + 1);
+        // What goes to the sidecar.
+        crate::ledger::LEDGER.with(|l| l.borrow_mut().on_tick(&h, cfg.virtual_keys.as_ref().unwrap()));
+        let calls = h.http_calls.borrow();
+        let batch: Value = serde_json::from_slice(&calls.last().unwrap().2).unwrap();
+        let rec = batch["records"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(rec["id"], call_id.as_str());
+        assert_eq!(rec["client_request_id"], "client-chosen");
+        assert_eq!(
+            (rec["key_hash"].as_str(), rec["team_id"].as_str()),
+            (Some(keys::hash("sk-user").as_str()), Some("t1"))
+        );
+        assert_eq!(
+            (rec["provider"].as_str(), rec["status"].as_u64(), rec["attempts"].as_u64()),
+            (Some("openai"), Some(200), Some(2))
+        );
+        assert_eq!((rec["usage"]["input"].as_u64(), rec["cost_nano"].as_u64()), (Some(5), Some(70)));
+        assert_eq!((rec["model_group"].as_str(), rec["operation"].as_str()), (Some("demo"), Some("chat")));
+    }
+
+    #[test]
     fn a_miss_asks_the_sidecar_once_then_every_worker_uses_the_cache() {
         let shared = Rc::new(FakeShared::default());
         let cfg = vk_config("deny");
