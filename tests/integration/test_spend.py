@@ -79,10 +79,15 @@ def expected_nano(usage: dict) -> int:
 
 
 def ledger_rows(gw: Gateway, key: str) -> list[dict]:
-    """Every ledger row of `key`, page by page (newest first)."""
+    """Every ledger row of `key`, page by page (newest first), through the gateway."""
+    return ledger_pages(lambda params: admin(gw, "GET", "/spend/logs", params=params), key)
+
+
+def ledger_pages(get, key: str) -> list[dict]:
+    """Every ledger row of `key`, `get(params)` answering one `/spend/logs` page."""
     rows, params = [], {"api_key": key, "limit": 1000}
     while True:
-        r = admin(gw, "GET", "/spend/logs", params=params)
+        r = get(params)
         assert r.status_code == 200, r.text
         rows.extend(r.json())
         if not (before := r.headers.get("x-switchyard-next-before")):
@@ -423,17 +428,10 @@ def test_envoy_killed_loses_at_most_its_last_flush(sidecar, anthropic_mock):
     finally:
         gateway.stop()
     # The sidecar is still up: read the ledger from it directly.
-    rows, params = [], {"api_key": key, "limit": 1000}
     with httpx.Client(base_url=f"http://{sidecar.addr}", timeout=10,
                       headers={"Authorization": f"Bearer {MASTER}"}) as direct:
         time.sleep(0.5)  # a batch already on its way is committed
-        while True:
-            r = direct.get("/spend/logs", params=params)
-            assert r.status_code == 200, r.text
-            rows.extend(r.json())
-            if not (before := r.headers.get("x-switchyard-next-before")):
-                break
-            params["before"] = before
+        rows = ledger_pages(lambda params: direct.get("/spend/logs", params=params), key)
     ids = [row["request_id"] for row in rows]
     assert len(ids) == len(set(ids)), "no record doubled"
     assert set(ids) <= set(answered), "nothing recorded that was not answered"
