@@ -34,6 +34,10 @@ pub enum Ty {
     Enum(&'static [&'static str]),
     /// A team member (`{"user_id"|"user_email", "role": "admin"|"user"}`) or a list of them.
     Members,
+    /// `model_max_budget`: `{"<model>": {"max_budget", "budget_duration", "tpm_limit",
+    /// "rpm_limit"}}` (LiteLLM's `BudgetConfig`, with its aliases `budget_limit` and
+    /// `time_period`; an amount may be a numeric string, as LiteLLM's own example has it).
+    ModelBudgets,
 }
 
 pub type Spec = (&'static str, Ty);
@@ -62,7 +66,7 @@ const GENERATE_BASE: &[Spec] = &[
     ("allowed_cache_controls", Ty::List),
     ("config", Ty::Object),
     ("permissions", Ty::Object),
-    ("model_max_budget", Ty::Object),
+    ("model_max_budget", Ty::ModelBudgets),
     ("budget_fallbacks", Ty::Object),
     ("model_rpm_limit", Ty::CountMap),
     ("model_tpm_limit", Ty::CountMap),
@@ -150,7 +154,7 @@ const TEAM: &[Spec] = &[
     ("access_group_ids", Ty::StrList),
     ("default_team_member_models", Ty::StrList),
     ("model_aliases", Ty::Object),
-    ("model_max_budget", Ty::Object),
+    ("model_max_budget", Ty::ModelBudgets),
     ("tags", Ty::List),
     ("guardrails", Ty::StrList),
     ("policies", Ty::StrList),
@@ -187,7 +191,7 @@ pub const CUSTOMER: &[Spec] = &[
     ("rpm_limit", Ty::Count),
     ("tpd_limit", Ty::Count),
     ("budget_duration", Ty::BudgetDuration),
-    ("model_max_budget", Ty::Object),
+    ("model_max_budget", Ty::ModelBudgets),
     ("budget_reset_at", Ty::Time),
     ("user_id", Ty::Str),
     ("alias", Ty::Str),
@@ -198,6 +202,24 @@ pub const CUSTOMER: &[Spec] = &[
     ("models", Ty::StrList),
     ("object_permission", Ty::Object),
 ];
+
+/// `BudgetNewRequest` (`/budget/new`, `/budget/update`).
+pub const BUDGET: &[Spec] = &[
+    ("budget_id", Ty::Str),
+    ("max_budget", Ty::Money),
+    ("soft_budget", Ty::Money),
+    ("max_parallel_requests", Ty::Count),
+    ("tpm_limit", Ty::Count),
+    ("rpm_limit", Ty::Count),
+    ("tpd_limit", Ty::Count),
+    ("budget_duration", Ty::BudgetDuration),
+    ("model_max_budget", Ty::ModelBudgets),
+    ("budget_reset_at", Ty::Time),
+];
+/// `BudgetRequest` (`/budget/info`).
+pub const BUDGET_INFO: &[Spec] = &[("budgets", Ty::StrList)];
+/// `BudgetDeleteRequest` (`/budget/delete`).
+pub const BUDGET_DELETE: &[Spec] = &[("id", Ty::Str)];
 
 pub const MEMBER_ADD: &[Spec] = &[
     ("team_id", Ty::Str),
@@ -319,11 +341,55 @@ pub fn check_value(name: &str, ty: Ty, v: &mut Value) -> Result<(), ApiError> {
         },
         Ty::BudgetDuration => match v.as_str() {
             Some(s) if duration::is_no_reset(s) => Ok(()),
+            // LiteLLM 1.106.2 refuses a zero period too (`budget_duration_error`: it would
+            // leave the row permanently due).
             Some(s) => duration::parse(s)
+                .and_then(
+                    |d| if d.value == 0 { Err("a budget period must be longer than zero".to_owned()) } else { Ok(d) },
+                )
                 .and_then(|d| d.next_reset(0).map(|_| ()))
                 .map_err(|m| ApiError::field(name, format!("{name}: {m}"))),
             None => wrong("a duration string such as \"30d\""),
         },
+        Ty::ModelBudgets => {
+            let Some(map) = v.as_object_mut() else {
+                return wrong(
+                    "an object of model names to {\"max_budget\", \"budget_duration\", \"tpm_limit\", \"rpm_limit\"}",
+                );
+            };
+            for (model, cfg) in map.iter_mut() {
+                let param = format!("{name}.{model}");
+                let Some(cfg) = cfg.as_object_mut() else {
+                    return Err(ApiError::field(
+                        &param,
+                        format!("{param} must be an object with max_budget, budget_duration, tpm_limit, rpm_limit"),
+                    ));
+                };
+                for (k, x) in cfg.iter_mut() {
+                    let ty = match k.as_str() {
+                        "max_budget" | "budget_limit" => {
+                            // A numeric string is an amount (pydantic's float), kept as a number.
+                            if let Some(n) =
+                                x.as_str().and_then(|s| s.trim().parse::<f64>().ok()).and_then(Number::from_f64)
+                            {
+                                *x = Value::Number(n);
+                            }
+                            Ty::Money
+                        }
+                        "budget_duration" | "time_period" => Ty::BudgetDuration,
+                        "tpm_limit" | "rpm_limit" => Ty::Count,
+                        _ => {
+                            return Err(ApiError::field(
+                                format!("{param}.{k}"),
+                                format!("unknown field {k:?} in a model budget"),
+                            ))
+                        }
+                    };
+                    check_value(&format!("{param}.{k}"), ty, x)?;
+                }
+            }
+            Ok(())
+        }
         Ty::Time => match v {
             Value::String(s) if crate::time::parse_timestamp(s).is_some() => Ok(()),
             Value::Number(n) if n.as_i64().is_some() => Ok(()),
@@ -466,6 +532,29 @@ mod tests {
             Some("members_with_roles[0]".into())
         );
         assert_eq!(param(run(Request::UserNew, json!({"user_role": "god"}))), Some("user_role".into()));
+        assert_eq!(param(run(Request::KeyGenerate, json!({"budget_duration": "0d"}))), Some("budget_duration".into()));
+        assert_eq!(
+            param(run(Request::KeyGenerate, json!({"model_max_budget": {"m": {"max_budget": -1}}}))),
+            Some("model_max_budget.m.max_budget".into())
+        );
+        assert_eq!(
+            param(run(Request::KeyGenerate, json!({"model_max_budget": {"m": {"budget_duration": "3x"}}}))),
+            Some("model_max_budget.m.budget_duration".into())
+        );
+        assert_eq!(
+            param(run(Request::KeyGenerate, json!({"model_max_budget": {"m": {"colour": 1}}}))),
+            Some("model_max_budget.m.colour".into())
+        );
+        assert_eq!(
+            param(run(Request::KeyGenerate, json!({"model_max_budget": {"m": 5}}))),
+            Some("model_max_budget.m".into())
+        );
+        let ok =
+            run(Request::KeyGenerate, json!({"model_max_budget": {"m": {"budget_limit": "0.5", "time_period": "1d"}}}));
+        assert_eq!(
+            ok.ok().and_then(|m| m.get("model_max_budget").cloned()),
+            Some(json!({"m": {"budget_limit": 0.5, "time_period": "1d"}}))
+        );
         let e = run(Request::KeyGenerate, json!({"rpm_limit": -1})).err();
         assert_eq!(e.map(|e| e.status.as_u16()), Some(400));
     }

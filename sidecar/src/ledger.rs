@@ -303,12 +303,25 @@ pub fn parse_record(v: &Value, now_ms: i64, min_start_ms: i64) -> Result<SpendRe
 }
 
 /// What a batch came to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpendOutcome {
     /// Records inserted by this call (their cost and tokens moved the aggregates).
     pub inserted: u64,
     /// Records already in the ledger (or repeated within the batch): nothing moved.
     pub duplicates: u64,
+    /// The spend, as committed, of every budget the inserted records moved
+    /// (`docs/budgets.md`), ordered by kind, id and period.
+    pub totals: Vec<BudgetTotal>,
+}
+
+/// One budget's spend after a batch: of the period starting at `period_start_ms`, or, for
+/// a budget that never resets (`period_start_ms` null), the entity's lifetime `spend`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct BudgetTotal {
+    pub kind: String,
+    pub id: String,
+    pub period_start_ms: Option<i64>,
+    pub spent_nano: i64,
 }
 
 /// A stored ledger row, as read back.

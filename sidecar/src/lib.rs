@@ -11,6 +11,8 @@
 //! Module map:
 //! - [`config`]: environment → validated settings.
 //! - [`duration`]: LiteLLM's duration syntax (`30s`, `1h`, `7d`, `1mo`) and its resets.
+//! - [`period`]: budget periods derived from a `budget_duration` and when it took effect.
+//! - [`budget`]: which budgets an entity has (limits, schedule, per model, linked rows).
 //! - [`keys`]: key generation, LiteLLM's `hash_token` (unsalted SHA-256 hex), `key_name`.
 //! - [`fields`]: the admin API's accepted fields per request, and their validation.
 //! - [`schema`]: tables and columns, shared by both databases.
@@ -22,6 +24,7 @@
 //! - [`error`], [`time`]: the OpenAI error shape; unix seconds ↔ ISO 8601.
 
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod fields;
 pub mod import;
 pub mod keys;
 pub mod ledger;
+pub mod period;
 pub mod schema;
 pub mod store;
 pub mod time;

@@ -8,13 +8,17 @@ use switchyard_sidecar::api::{router, AppState};
 use switchyard_sidecar::config::Config;
 use switchyard_sidecar::{import, store};
 
-const USAGE: &str = "usage: switchyard-sidecar [serve | migrate | import-litellm <file.json|file.csv|postgres://…>]
+const USAGE: &str =
+    "usage: switchyard-sidecar [serve | migrate | import-litellm <file.json|file.csv|postgres://…> | period]
 Settings come from the environment: SWITCHYARD_SIDECAR_ADDR, DATABASE_URL, SWITCHYARD_DATA_DIR,
 SWITCHYARD_MASTER_KEY (or LITELLM_MASTER_KEY), SWITCHYARD_INTERNAL_SECRET, SWITCHYARD_LOG,
 SPEND_LOG_RETENTION_DAYS.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("period") {
+        return period();
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -62,6 +66,53 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `switchyard-sidecar period`: the budget period arithmetic, for checking it against
+/// LiteLLM's own functions (tests/sidecar/test_budgets.py). One JSON object per line on
+/// stdin, `{"duration": "7d", "anchor": <unix s>, "first_reset": <unix s>|null, "t": [<unix s>, …]}`;
+/// one line back per line: `{"periods": [[start, end] | null, …], "next_reset": [<LiteLLM's
+/// get_next_standardized_reset_time(duration, t)>, …], "seconds": [<duration_in_seconds at t>, …]}`
+/// or `{"error": "…"}`. Needs no database or settings.
+fn period() -> ExitCode {
+    use std::io::{BufRead, Write};
+    use switchyard_sidecar::{duration, period::Schedule};
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = (|| -> Result<serde_json::Value, String> {
+            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            let text = v.get("duration").and_then(|d| d.as_str()).ok_or("duration must be a string")?;
+            let d = duration::parse(text)?;
+            let anchor = v.get("anchor").and_then(serde_json::Value::as_i64).ok_or("anchor must be an integer")?;
+            let first = v.get("first_reset").and_then(serde_json::Value::as_i64);
+            let ts: Vec<i64> = v
+                .get("t")
+                .and_then(|t| t.as_array())
+                .ok_or("t must be a list")?
+                .iter()
+                .map(|x| x.as_i64().ok_or("t must hold integers"))
+                .collect::<Result<_, _>>()?;
+            let sched = Schedule::new(d, anchor, first).ok_or("this duration cannot reset")?;
+            let periods: Vec<serde_json::Value> = ts
+                .iter()
+                .map(|t| sched.period(*t).map_or(serde_json::Value::Null, |(a, b)| serde_json::json!([a, b])))
+                .collect();
+            let next: Vec<serde_json::Value> =
+                ts.iter().map(|t| d.next_reset(*t).map_or(serde_json::Value::Null, serde_json::Value::from)).collect();
+            let seconds: Vec<i64> = ts.iter().map(|t| d.seconds_from(*t)).collect();
+            Ok(serde_json::json!({"periods": periods, "next_reset": next, "seconds": seconds}))
+        })()
+        .unwrap_or_else(|e| serde_json::json!({"error": e}));
+        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn import_litellm(config: Config, source: &str) -> ExitCode {

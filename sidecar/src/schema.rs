@@ -77,7 +77,7 @@ pub static KEYS: Table = Table {
         model_max_budget: Json, spend: Money, budget_reset_at: Int,
         aliases: Json, metadata: Json, key_type: Text,
         created_at: Int, updated_at: Int, created_by: Text, updated_by: Text,
-        version: Int, extra: Json,
+        version: Int, extra: Json, budget_anchor: Int, model_budget_anchors: Json,
     ],
 };
 
@@ -93,7 +93,7 @@ pub static TEAMS: Table = Table {
         max_budget: Money, soft_budget: Money, budget_duration: Text, budget_id: Text,
         model_max_budget: Json, spend: Money, budget_reset_at: Int, metadata: Json,
         created_at: Int, updated_at: Int, created_by: Text, updated_by: Text,
-        version: Int, extra: Json,
+        version: Int, extra: Json, budget_anchor: Int,
     ],
 };
 
@@ -110,7 +110,7 @@ pub static USERS: Table = Table {
         max_budget: Money, soft_budget: Money, budget_duration: Text, budget_id: Text,
         model_max_budget: Json, spend: Money, budget_reset_at: Int, metadata: Json,
         created_at: Int, updated_at: Int, created_by: Text, updated_by: Text,
-        version: Int, extra: Json,
+        version: Int, extra: Json, budget_anchor: Int,
     ],
 };
 
@@ -124,7 +124,7 @@ pub static TEAM_MEMBERS: Table = Table {
         member_id: Text, team_id: Text, user_id: Text, user_email: Text, role: Text,
         max_budget_in_team: Money, budget_duration: Text, allowed_models: Json,
         tpm_limit: Int, rpm_limit: Int, spend: Money, budget_reset_at: Int,
-        created_at: Int, updated_at: Int, version: Int, extra: Json,
+        created_at: Int, updated_at: Int, version: Int, extra: Json, budget_anchor: Int,
     ],
 };
 
@@ -141,9 +141,30 @@ pub static END_USERS: Table = Table {
         max_budget: Money, soft_budget: Money, budget_duration: Text, model_max_budget: Json,
         spend: Money, budget_reset_at: Int,
         created_at: Int, updated_at: Int, created_by: Text, updated_by: Text,
+        version: Int, extra: Json, budget_anchor: Int,
+    ],
+};
+
+/// LiteLLM's budget table (`/budget/*`): limits and a reset schedule that keys and end
+/// users link to with `budget_id` (a template: each linked entity is held to it with its
+/// own spend; `crate::budget`).
+pub static BUDGETS: Table = Table {
+    name: "budgets",
+    pk: "budget_id",
+    change_kind: Some("budget"),
+    unique: &[],
+    cols: cols![
+        budget_id: Text, max_budget: Money, soft_budget: Money, max_parallel_requests: Int,
+        tpm_limit: Int, rpm_limit: Int, tpd_limit: Int, model_max_budget: Json,
+        budget_duration: Text, budget_reset_at: Int, budget_anchor: Int, model_budget_anchors: Json,
+        created_at: Int, updated_at: Int, created_by: Text, updated_by: Text,
         version: Int, extra: Json,
     ],
 };
+
+/// Columns the admin API derives and never shows: when the current `budget_duration`
+/// (of the row, and of each model budget) took effect (`crate::period`).
+pub const INTERNAL_COLS: &[&str] = &["budget_anchor", "model_budget_anchors"];
 
 pub fn member_id(team_id: &str, user_id: &str) -> String {
     format!("{team_id}\u{1f}{user_id}")
@@ -180,7 +201,7 @@ mod tests {
 
     #[test]
     fn every_table_has_pk_version_and_extra() {
-        for t in [&KEYS, &TEAMS, &USERS, &TEAM_MEMBERS, &END_USERS] {
+        for t in [&KEYS, &TEAMS, &USERS, &TEAM_MEMBERS, &END_USERS, &BUDGETS] {
             for c in [t.pk, "version", "extra", "created_at"] {
                 assert!(t.col(c).is_some(), "{}.{c}", t.name);
             }

@@ -30,6 +30,7 @@ def test_key_record_has_everything_the_filter_enforces(sidecar):
     rec = r.json()
     expires_at = rec.pop("expires_at")
     version = rec.pop("version")
+    assert rec.pop("budgets") == []  # no budget set (test_budgets.py)
     assert rec == {
         "token": sha(k["key"]), "key_alias": k["key_alias"], "key_name": k["key_name"], "team_id": team, "user_id": user,
         "models": ["gpt-4o"], "blocked": False, "aliases": {"fast": "gpt-4o"},
@@ -82,6 +83,7 @@ def test_customer_record(sidecar):
     assert r.status_code == 200
     rec = r.json()
     assert rec.pop("version") > 0
+    assert rec.pop("budgets") == []  # no budget set (test_budgets.py)
     assert rec == {"user_id": cid, "alias": "A", "default_model": None, "allowed_model_region": None, "models": ["gpt-4o"],
                    "blocked": False, "rpm_limit": 5, "tpm_limit": 50, "max_parallel_requests": None}
     sidecar.post("/customer/block", {"user_ids": [cid]})

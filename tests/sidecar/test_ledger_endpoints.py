@@ -49,7 +49,9 @@ def post(sidecar, records) -> dict:
     r = sidecar.internal.post("/internal/v1/spend", json={"records": records})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"inserted", "duplicates", "rejected"}, body
+    assert set(body) == {"inserted", "duplicates", "rejected", "totals"}, body
+    # Budget totals (docs/budgets.md; test_budgets.py): a list, empty for entities without budgets.
+    assert isinstance(body.pop("totals"), list), body
     return body
 
 
@@ -228,7 +230,7 @@ def test_database_outage_is_a_503_and_nothing_is_lost(workdir):
                     break
                 assert r.status_code == 503 and time.monotonic() < deadline, r.text
                 time.sleep(0.2)
-            assert r.json() == {"inserted": 8, "duplicates": 2, "rejected": []}
+            assert r.json() == {"inserted": 8, "duplicates": 2, "rejected": [], "totals": []}
             assert post(s, during)["inserted"] == 0
             total = sum(x["cost_nano"] for x in before + during[:8])
             assert spends(s, e) == dict.fromkeys(["key", "team", "member", "user", "customer"], total)

@@ -11,11 +11,13 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::{ok, query_pairs, read_json, render, Shared};
+use crate::budget::normalized_duration;
 use crate::duration;
 use crate::error::ApiError;
 use crate::fields::{self, required_list, required_str, Request};
 use crate::keys;
-use crate::schema::{member_id, END_USERS, KEYS, TEAMS, TEAM_MEMBERS, USERS};
+use crate::period::Schedule;
+use crate::schema::{member_id, BUDGETS, END_USERS, KEYS, TEAMS, TEAM_MEMBERS, USERS};
 use crate::store::{spend_change, Filter, Op, Page, Record, StoreError};
 use crate::time::now;
 
@@ -24,11 +26,11 @@ type Res = Result<Response, ApiError>;
 /// Who LiteLLM records as the author of master-key changes.
 const ADMIN_ID: &str = "default_user_id";
 
-fn s(v: &str) -> Value {
+pub(super) fn s(v: &str) -> Value {
     Value::String(v.to_owned())
 }
 
-fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+pub(super) fn str_of<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     m.get(k).and_then(Value::as_str)
 }
 
@@ -37,13 +39,13 @@ fn version_of(r: &Record) -> i64 {
 }
 
 /// Fields present in `patch` replace those of `rec`.
-fn merge(rec: &mut Record, patch: &Map<String, Value>) {
+pub(super) fn merge(rec: &mut Record, patch: &Map<String, Value>) {
     for (k, v) in patch {
         rec.insert(k.clone(), v.clone());
     }
 }
 
-fn random_id() -> Result<String, ApiError> {
+pub(super) fn random_id() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|_| ApiError::internal("the OS random source failed"))?;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -63,17 +65,95 @@ fn expires_at(d: Option<&Value>, at: i64) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// `budget_duration` → the next reset (LiteLLM's `budget_reset_at`), `None` for never.
-fn budget_reset_at(d: Option<&Value>, at: i64) -> Option<i64> {
-    let text = d.and_then(Value::as_str)?;
-    if duration::is_no_reset(text) {
-        return None;
+/// A reset time given by the caller (`budget_reset_at`: ISO 8601 or unix seconds).
+fn pinned_reset(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::String(t) => crate::time::parse_timestamp(t),
+        other => other.as_i64(),
     }
-    duration::parse(text).ok()?.next_reset(at).ok()
+}
+
+/// Sets a row's budget schedule when its `budget_duration` takes effect: on a new row, and
+/// when an update changes the duration (or pins a reset time with `budget_reset_at`) —
+/// then the period starts now (`budget_anchor`, one second after the previous anchor at
+/// the earliest) and its first reset is the pinned time or LiteLLM's next one
+/// (`budget_reset_at`). Spend before that moment is in no period of the
+/// new duration: setting or changing a duration re-baselines (LiteLLM #22013 does not).
+/// Sending the same duration again changes nothing. `old`: the row before an update.
+pub(super) fn apply_schedule(rec: &mut Record, old: Option<&Record>, body: &Map<String, Value>, at: i64) {
+    let pinned = pinned_reset(body.get("budget_reset_at"));
+    let new = normalized_duration(rec.get("budget_duration"));
+    let changed = match old {
+        None => true,
+        Some(o) => {
+            pinned.is_some()
+                || (body.contains_key("budget_duration") && new != normalized_duration(o.get("budget_duration")))
+        }
+    };
+    if !changed {
+        // Neither changed: keep the schedule (an explicit `budget_reset_at: null` included).
+        for f in ["budget_anchor", "budget_reset_at"] {
+            rec.insert(f.into(), old.and_then(|o| o.get(f)).cloned().unwrap_or(Value::Null));
+        }
+        return;
+    }
+    // Each change starts a period of its own: two changes within one second (or a
+    // sidecar's clock behind another's) still get distinct period starts.
+    let anchor = old.and_then(|o| o.get("budget_anchor")).and_then(Value::as_i64).map_or(at, |a| at.max(a + 1));
+    rec.insert("budget_anchor".into(), json!(anchor));
+    let reset = new.and_then(|d| Schedule::new(d, anchor, pinned)).map(|sched| sched.current(anchor).1).or(pinned);
+    rec.insert("budget_reset_at".into(), reset.map_or(Value::Null, Value::from));
+}
+
+/// The duration of one `model_max_budget` entry (LiteLLM's `budget_duration` or its alias
+/// `time_period`).
+fn model_duration(cfg: Option<&Value>) -> Option<crate::duration::Duration> {
+    let cfg = cfg?;
+    normalized_duration(cfg.get("budget_duration").or_else(|| cfg.get("time_period")))
+}
+
+/// Keeps `model_budget_anchors` in step with `model_max_budget` on an update: a model
+/// budget whose duration is new or changed starts its period now; the others keep theirs
+/// (a model budget's first period otherwise starts when the row was created).
+pub(super) fn apply_model_anchors(rec: &mut Record, old: &Record, body: &Map<String, Value>, at: i64) {
+    if !body.contains_key("model_max_budget") {
+        return;
+    }
+    let old_map = old.get("model_max_budget").and_then(Value::as_object);
+    let old_anchors = old.get("model_budget_anchors").and_then(Value::as_object);
+    let mut anchors = Map::new();
+    if let Some(new_map) = rec.get("model_max_budget").and_then(Value::as_object) {
+        for (model, cfg) in new_map {
+            let before = old_map.and_then(|m| m.get(model));
+            let same = before.is_some() && model_duration(before) == model_duration(Some(cfg));
+            match (same, old_anchors.and_then(|a| a.get(model))) {
+                (true, Some(a)) => {
+                    anchors.insert(model.clone(), a.clone());
+                }
+                (true, None) => {}
+                (false, prev) => {
+                    let a = prev.and_then(Value::as_i64).map_or(at, |p| at.max(p + 1));
+                    anchors.insert(model.clone(), json!(a));
+                }
+            }
+        }
+    }
+    rec.insert("model_budget_anchors".into(), if anchors.is_empty() { Value::Null } else { Value::Object(anchors) });
+}
+
+/// A `budget_id` in the body must name a `/budget/*` row (LiteLLM's foreign key).
+pub(super) async fn require_budget(st: &Shared, body: &Map<String, Value>) -> Result<(), ApiError> {
+    let Some(id) = str_of(body, "budget_id") else { return Ok(()) };
+    match st.store.get(&BUDGETS, id).await? {
+        Some(_) => Ok(()),
+        None => {
+            Err(ApiError::field("budget_id", format!("unknown budget_id {id:?}: create it with /budget/new first")))
+        }
+    }
 }
 
 /// Stamps a record written now: times, author, recomputed derived fields.
-fn stamp(rec: &mut Record, created: bool, at: i64) {
+pub(super) fn stamp(rec: &mut Record, created: bool, at: i64) {
     if created {
         rec.insert("created_at".into(), json!(at));
         rec.insert("created_by".into(), s(ADMIN_ID));
@@ -84,7 +164,7 @@ fn stamp(rec: &mut Record, created: bool, at: i64) {
 
 /// Reads `id`, lets `f` compute the new row (and further ops), writes it if the row did
 /// not change meanwhile; on a concurrent change, reads again (up to 8 times).
-async fn update_record<F>(
+pub(super) async fn update_record<F>(
     st: &Shared,
     table: &'static crate::schema::Table,
     id: &str,
@@ -149,8 +229,7 @@ fn new_key_record(mut body: Map<String, Value>, at: i64) -> Result<(String, Reco
     if rec.get("spend").is_none_or(Value::is_null) {
         rec.insert("spend".into(), json!(0.0));
     }
-    let reset = budget_reset_at(rec.get("budget_duration"), at);
-    rec.insert("budget_reset_at".into(), reset.map_or(Value::Null, Value::from));
+    apply_schedule(&mut rec, None, &Map::new(), at);
     stamp(&mut rec, true, at);
     Ok((plaintext, rec))
 }
@@ -159,6 +238,7 @@ pub async fn key_generate(State(st): State<Shared>, body: Body) -> Res {
     let mut body = read_json(body).await?;
     Request::KeyGenerate.check(&mut body)?;
     require_team(&st, str_of(&body, "team_id"), "team_id").await?;
+    require_budget(&st, &body).await?;
     let (plaintext, mut rec) = new_key_record(body, now())?;
     let seq = st.store.commit(vec![Op::Insert { table: &KEYS, record: rec.clone() }]).await?;
     rec.insert("version".into(), json!(seq));
@@ -180,22 +260,20 @@ pub async fn key_update(State(st): State<Shared>, body: Body) -> Res {
         ));
     }
     require_team(&st, str_of(&body, "team_id"), "team_id").await?;
+    require_budget(&st, &body).await?;
     for f in KEY_TRANSIENT {
         body.remove(*f);
     }
     let hash = keys::to_hash(&key);
     let rec = update_record(&st, &KEYS, &hash, key_missing("key"), |mut rec| {
         let at = now();
+        let old = rec.clone();
         merge(&mut rec, &body);
         if body.contains_key("duration") {
             rec.insert("expires_at".into(), expires_at(body.get("duration"), at)?.map_or(Value::Null, Value::from));
         }
-        if body.contains_key("budget_duration") {
-            rec.insert(
-                "budget_reset_at".into(),
-                budget_reset_at(body.get("budget_duration"), at).map_or(Value::Null, Value::from),
-            );
-        }
+        apply_schedule(&mut rec, Some(&old), &body, at);
+        apply_model_anchors(&mut rec, &old, &body, at);
         stamp(&mut rec, false, at);
         Ok((rec, vec![]))
     })
@@ -355,6 +433,7 @@ async fn regenerate(st: Shared, key: Option<String>, mut body: Map<String, Value
         None => None,
     };
     require_team(&st, str_of(&body, "team_id"), "team_id").await?;
+    require_budget(&st, &body).await?;
     let old_hash = keys::to_hash(&key);
     let new_hash = keys::hash_token(&new_key);
     for f in KEY_TRANSIENT {
@@ -370,6 +449,8 @@ async fn regenerate(st: Shared, key: Option<String>, mut body: Map<String, Value
         if body.contains_key("duration") {
             rec.insert("expires_at".into(), expires_at(body.get("duration"), at)?.map_or(Value::Null, Value::from));
         }
+        apply_schedule(&mut rec, Some(&old), &body, at);
+        apply_model_anchors(&mut rec, &old, &body, at);
         rec.insert("token".into(), s(&new_hash));
         rec.insert("key_name".into(), s(&keys::key_name(&new_key)));
         let count = rec.get("rotation_count").and_then(Value::as_i64).unwrap_or(0) + 1;
@@ -393,6 +474,7 @@ async fn regenerate(st: Shared, key: Option<String>, mut body: Map<String, Value
             Op::Update { table: &KEYS, id: old_hash.clone(), version: version_of(&old), record: old_rec },
             Op::Insert { table: &KEYS, record: rec.clone() },
             Op::CopySpend { table: &KEYS, from: old_hash.clone(), to: new_hash.clone() },
+            Op::CopyBudgetSpend { from: old_hash.clone(), to: new_hash.clone() },
         ];
         if grace.is_none() {
             ops.push(Op::Delete { table: &KEYS, id: old_hash.clone() });
@@ -485,6 +567,7 @@ fn member_row(
             m.insert(f.into(), v.clone());
         }
     }
+    apply_schedule(&mut m, None, &Map::new(), at);
     m.insert("spend".into(), json!(0.0));
     m.insert("created_at".into(), json!(at));
     m.insert("updated_at".into(), json!(at));
@@ -516,8 +599,7 @@ pub async fn team_new(State(st): State<Shared>, body: Body) -> Res {
             rec.insert(f.into(), d);
         }
     }
-    let reset = budget_reset_at(rec.get("budget_duration"), at);
-    rec.insert("budget_reset_at".into(), reset.map_or(Value::Null, Value::from));
+    apply_schedule(&mut rec, None, &Map::new(), at);
     stamp(&mut rec, true, at);
     let mut ops = vec![Op::Insert { table: &TEAMS, record: rec.clone() }];
     let mut rows = Vec::new();
@@ -562,13 +644,9 @@ pub async fn team_update(State(st): State<Shared>, body: Body) -> Res {
     body.remove("team_id");
     let rec = update_record(&st, &TEAMS, &team_id, team_missing(), |mut rec| {
         let at = now();
+        let old = rec.clone();
         merge(&mut rec, &body);
-        if body.contains_key("budget_duration") {
-            rec.insert(
-                "budget_reset_at".into(),
-                budget_reset_at(body.get("budget_duration"), at).map_or(Value::Null, Value::from),
-            );
-        }
+        apply_schedule(&mut rec, Some(&old), &body, at);
         stamp(&mut rec, false, at);
         Ok((rec, vec![touch_team_keys(&team_id)]))
     })
@@ -816,8 +894,7 @@ pub async fn user_new(State(st): State<Shared>, body: Body) -> Res {
             user.insert(f.into(), d);
         }
     }
-    let reset = budget_reset_at(user.get("budget_duration"), at);
-    user.insert("budget_reset_at".into(), reset.map_or(Value::Null, Value::from));
+    apply_schedule(&mut user, None, &Map::new(), at);
     stamp(&mut user, true, at);
     let mut ops = vec![Op::Insert { table: &USERS, record: user.clone() }];
     let email = str_of(&user, "user_email").map(str::to_owned);
@@ -902,13 +979,9 @@ pub async fn user_update(State(st): State<Shared>, body: Body) -> Res {
     body.remove("user_id");
     let rec = update_record(&st, &USERS, &user_id, user_missing(), |mut rec| {
         let at = now();
+        let old = rec.clone();
         merge(&mut rec, &body);
-        if body.contains_key("budget_duration") {
-            rec.insert(
-                "budget_reset_at".into(),
-                budget_reset_at(body.get("budget_duration"), at).map_or(Value::Null, Value::from),
-            );
-        }
+        apply_schedule(&mut rec, Some(&old), &body, at);
         stamp(&mut rec, false, at);
         Ok((rec, vec![Op::Touch { table: &KEYS, col: "user_id", value: user_id.clone() }]))
     })
@@ -1014,22 +1087,18 @@ pub async fn customer_new(State(st): State<Shared>, body: Body) -> Res {
     fields::check(&mut body, fields::CUSTOMER)?;
     let user_id = required_str(&body, "user_id")?;
     customer_budget_rules(&body)?;
+    require_budget(&st, &body).await?;
     let at = now();
-    let mut rec = body;
+    let mut rec = body.clone();
     for (f, d) in [("blocked", json!(false)), ("spend", json!(0.0)), ("models", json!([]))] {
         if rec.get(f).is_none_or(Value::is_null) {
             rec.insert(f.into(), d);
         }
     }
-    if rec.get("budget_reset_at").is_none_or(Value::is_null) {
-        let reset = budget_reset_at(rec.get("budget_duration"), at);
-        rec.insert("budget_reset_at".into(), reset.map_or(Value::Null, Value::from));
-    } else if let Some(t) = rec.get("budget_reset_at").and_then(Value::as_str).and_then(crate::time::parse_timestamp) {
-        rec.insert("budget_reset_at".into(), json!(t));
-    }
+    apply_schedule(&mut rec, None, &body, at);
     stamp(&mut rec, true, at);
     match st.store.commit(vec![Op::Insert { table: &END_USERS, record: rec.clone() }]).await {
-        Ok(_) => Ok(ok(render::customer(&rec))),
+        Ok(_) => Ok(ok(render::customer(&rec, linked_budget(&st, &rec).await?.as_ref()))),
         Err(StoreError::Duplicate { .. }) => {
             Err(ApiError::field("user_id", format!("end user {user_id:?} already exists")))
         }
@@ -1042,21 +1111,18 @@ pub async fn customer_update(State(st): State<Shared>, body: Body) -> Res {
     fields::check(&mut body, fields::CUSTOMER)?;
     let user_id = required_str(&body, "user_id")?;
     body.remove("user_id");
+    require_budget(&st, &body).await?;
     let rec = update_record(&st, &END_USERS, &user_id, customer_missing("user_id"), |mut rec| {
         let at = now();
+        let old = rec.clone();
         merge(&mut rec, &body);
         customer_budget_rules(&rec)?;
-        if body.contains_key("budget_duration") {
-            rec.insert(
-                "budget_reset_at".into(),
-                budget_reset_at(body.get("budget_duration"), at).map_or(Value::Null, Value::from),
-            );
-        }
+        apply_schedule(&mut rec, Some(&old), &body, at);
         stamp(&mut rec, false, at);
         Ok((rec, vec![]))
     })
     .await?;
-    Ok(ok(render::customer(&rec)))
+    Ok(ok(render::customer(&rec, linked_budget(&st, &rec).await?.as_ref())))
 }
 
 pub async fn customer_delete(State(st): State<Shared>, body: Body) -> Res {
@@ -1083,14 +1149,33 @@ pub async fn customer_info(State(st): State<Shared>, RawQuery(q): RawQuery) -> R
         return Err(ApiError::field("end_user_id", "pass ?end_user_id="));
     };
     match st.store.get(&END_USERS, id).await? {
-        Some(rec) => Ok(ok(render::customer(&rec))),
+        Some(rec) => Ok(ok(render::customer(&rec, linked_budget(&st, &rec).await?.as_ref()))),
         None => Err(customer_missing("end_user_id")),
     }
 }
 
+/// The `/budget/*` row an end user links to, if it exists.
+async fn linked_budget(st: &Shared, rec: &Record) -> Result<Option<Record>, ApiError> {
+    match str_of(rec, "budget_id") {
+        Some(id) => Ok(st.store.get(&BUDGETS, id).await?),
+        None => Ok(None),
+    }
+}
+
+/// Every `/budget/*` row by id (end user lists render their linked rows).
+pub(super) async fn budgets_by_id(st: &Shared) -> Result<std::collections::BTreeMap<String, Record>, ApiError> {
+    let (rows, _) = st.store.find(&BUDGETS, vec![], None).await?;
+    Ok(rows.into_iter().filter_map(|r| Some((str_of(&r, "budget_id")?.to_owned(), r))).collect())
+}
+
+fn customers_view(rows: &[Record], budgets: &std::collections::BTreeMap<String, Record>) -> Vec<Value> {
+    rows.iter().map(|r| render::customer(r, str_of(r, "budget_id").and_then(|b| budgets.get(b)))).collect()
+}
+
 pub async fn customer_list(State(st): State<Shared>) -> Res {
     let (rows, _) = st.store.find(&END_USERS, vec![], None).await?;
-    Ok(ok(Value::Array(rows.iter().map(render::customer).collect())))
+    let budgets = budgets_by_id(&st).await?;
+    Ok(ok(Value::Array(customers_view(&rows, &budgets))))
 }
 
 /// LiteLLM's block creates the end users it does not know yet (blocked), unblock only
@@ -1143,7 +1228,8 @@ async fn set_customers_blocked(st: Shared, body: Body, blocked: bool) -> Res {
         }
     }
     if blocked {
-        Ok(ok(json!({"blocked_users": rows.iter().map(render::customer).collect::<Vec<_>>()})))
+        let budgets = budgets_by_id(&st).await?;
+        Ok(ok(json!({"blocked_users": customers_view(&rows, &budgets)})))
     } else {
         let (still, _) = st.store.find(&END_USERS, vec![Filter::Eq("blocked", json!(true))], None).await?;
         Ok(ok(json!({"blocked_users": still.iter().filter_map(|r| r.get("user_id").cloned()).collect::<Vec<_>>()})))

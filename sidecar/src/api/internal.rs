@@ -1,17 +1,21 @@
 //! The internal API the Envoy filter reads on a cache miss and once a second: one compact
 //! record per key with everything needed to admit a request (the key's own fields, its
-//! team's, its user's), end users, and the change feed. Contract: `sidecar/README.md`.
+//! team's, its user's, and every budget that applies, with what was spent in its current
+//! period), end users (with their budgets), and the change feed. Contract:
+//! `sidecar/README.md`, budgets `docs/budgets.md`.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{ok, query_pairs, Shared};
+use crate::budget::{self, member_budget_id, Budget, Fields};
 use crate::error::ApiError;
 use crate::keys::is_hash;
-use crate::schema::{END_USERS, KEYS, TEAMS, USERS};
+use crate::schema::{member_id, Table, BUDGETS, END_USERS, KEYS, TEAMS, TEAM_MEMBERS, USERS};
 use crate::store::grants::GrantAsk;
-use crate::store::Record;
+use crate::store::{Record, SpentQuery};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 /// The fields of the key, team and user records the filter enforces.
@@ -71,34 +75,158 @@ pub async fn key(State(st): State<Shared>, Path(hash): Path<String>) -> Result<R
             Value::Object(m)
         }),
     );
-    let v = version(Some(&k)).max(version(team.as_ref())).max(version(user.as_ref()));
+    let team_id = k.get("team_id").and_then(Value::as_str);
+    let user_id = k.get("user_id").and_then(Value::as_str);
+    let member = match (team_id, user_id, &team) {
+        (Some(t), Some(u), Some(_)) => st.store.get(&TEAM_MEMBERS, &member_id(t, u)).await?,
+        _ => None,
+    };
+    let linked = match k.get("budget_id").and_then(Value::as_str) {
+        Some(b) => st.store.get(&BUDGETS, b).await?,
+        None => None,
+    };
+    // LiteLLM's precedence: the key; its team (a team key is held to the team's budget,
+    // not the user's); the membership; the user when the key has no team; the key's
+    // per-model budgets. A linked `/budget/*` row supplies the key's unset fields.
+    let key_fields = Fields::from_record(&k, "max_budget");
+    let linked_fields = linked.as_ref().map(|r| Fields::from_record(r, "max_budget"));
+    let mut list = vec![(budget::own("key", &hash, &key_fields, linked_fields.as_ref()), lifetime(&KEYS, &hash))];
+    if let (Some(t), Some(id)) = (&team, team_id) {
+        list.push((budget::own("team", id, &Fields::from_record(t, "max_budget"), None), lifetime(&TEAMS, id)));
+    }
+    if let (Some(m), Some(t), Some(u)) = (&member, team_id, user_id) {
+        let b =
+            budget::own("team_member", &member_budget_id(t, u), &Fields::from_record(m, "max_budget_in_team"), None);
+        list.push((b, lifetime(&TEAM_MEMBERS, &member_id(t, u))));
+    }
+    if let (None, Some(u), Some(id)) = (team_id, &user, user_id) {
+        list.push((budget::own("user", id, &Fields::from_record(u, "max_budget"), None), lifetime(&USERS, id)));
+    }
+    for b in budget::models(&hash, &key_fields, linked_fields.as_ref()) {
+        list.push((b, lifetime(&KEYS, &hash)));
+    }
+    out.insert("budgets".into(), Value::Array(budgets_json(&st, list).await?));
+    let v = version(Some(&k))
+        .max(version(team.as_ref()))
+        .max(version(user.as_ref()))
+        .max(version(member.as_ref()))
+        .max(version(linked.as_ref()));
     out.insert("version".into(), json!(v));
     Ok(ok(Value::Object(out)))
 }
 
-/// The end user's fields the filter enforces.
-fn customer_record(c: &Record) -> Value {
+/// Where a budget that never resets reads its spend: the entity's lifetime `spend`.
+fn lifetime(table: &'static Table, id: &str) -> SpentQuery {
+    SpentQuery::Lifetime { table, id: id.to_owned() }
+}
+
+/// The budgets with a limit, as the filter reads them (docs/budgets.md): limits, the
+/// current period (now, by the sidecar's clock) and what was spent in it.
+async fn budgets_json(st: &Shared, list: Vec<(Budget, SpentQuery)>) -> Result<Vec<Value>, ApiError> {
+    let now = crate::time::now();
+    /// A budget, its current period (seconds) and where its spend is read.
+    type Item = (Budget, Option<(i64, i64)>, SpentQuery);
+    let list: Vec<Item> = list
+        .into_iter()
+        .filter(|(b, _)| b.budgeted())
+        .map(|(b, whole)| {
+            let period = b.schedule.map(|s| s.current(now));
+            let q = match period {
+                Some((start, _)) => {
+                    SpentQuery::Period { kind: b.kind.to_owned(), id: b.id.clone(), start_ms: start * 1000 }
+                }
+                None => whole,
+            };
+            (b, period, q)
+        })
+        .collect();
+    let spent = st.store.budget_spent(list.iter().map(|(_, _, q)| q.clone()).collect()).await?;
+    Ok(list
+        .into_iter()
+        .zip(spent)
+        .map(|((b, period, _), spent)| {
+            json!({
+                "kind": b.kind,
+                "id": b.id,
+                "max_budget_nano": b.max_nano,
+                "soft_budget_nano": b.soft_nano,
+                "spent_nano": spent,
+                "period_start_ms": period.map(|p| p.0 * 1000),
+                "period_end_ms": period.map(|p| p.1 * 1000),
+                "model": b.model,
+                "budget_id": b.budget_id,
+            })
+        })
+        .collect())
+}
+
+/// The end user's limits: its own, or its linked `/budget/*` row's where its own are
+/// unset (LiteLLM keeps an end user's limits in its budget row).
+fn customer_limit(c: &Record, linked: Option<&Record>, f: &str) -> Value {
+    c.get(f).filter(|v| !v.is_null()).or_else(|| linked.and_then(|r| r.get(f))).cloned().unwrap_or(Value::Null)
+}
+
+/// The end user's budget (its own fields, or its linked row's).
+fn customer_budget(c: &Record, linked: Option<&Record>) -> Option<Budget> {
+    let id = c.get("user_id").and_then(Value::as_str)?;
+    let b = budget::own(
+        "end_user",
+        id,
+        &Fields::from_record(c, "max_budget"),
+        linked.map(|r| Fields::from_record(r, "max_budget")).as_ref(),
+    );
+    b.budgeted().then_some(b)
+}
+
+/// The end user's fields the filter enforces, `budgets` with what it spent.
+async fn customer_record(st: &Shared, c: &Record, linked: Option<&Record>) -> Result<Value, ApiError> {
     let mut out = pick(c, &["user_id", "alias", "default_model", "allowed_model_region"]);
     out.insert("models".into(), models(c));
     out.insert("blocked".into(), json!(c.get("blocked").and_then(Value::as_bool).unwrap_or(false)));
-    out.extend(pick(c, &["rpm_limit", "tpm_limit", "max_parallel_requests"]));
-    out.insert("version".into(), json!(version(Some(c))));
-    Value::Object(out)
+    for f in ["rpm_limit", "tpm_limit", "max_parallel_requests"] {
+        out.insert(f.into(), customer_limit(c, linked, f));
+    }
+    let list: Vec<(Budget, SpentQuery)> = customer_budget(c, linked)
+        .map(|b| {
+            let q = lifetime(&END_USERS, &b.id);
+            (b, q)
+        })
+        .into_iter()
+        .collect();
+    out.insert("budgets".into(), Value::Array(budgets_json(st, list).await?));
+    out.insert("version".into(), json!(version(Some(c)).max(version(linked))));
+    Ok(Value::Object(out))
 }
 
 /// Whether an end user restricts anything the filter enforces (blocked, a model list, a
-/// limit): only those are loaded into Envoy's shared data.
-fn restricts(c: &Record) -> bool {
+/// limit, a budget): only those are loaded into Envoy's shared data.
+fn restricts(c: &Record, linked: Option<&Record>) -> bool {
     c.get("blocked").and_then(Value::as_bool).unwrap_or(false)
         || c.get("models").and_then(Value::as_array).is_some_and(|m| !m.is_empty())
-        || ["rpm_limit", "tpm_limit", "max_parallel_requests"].iter().any(|f| c.get(*f).is_some_and(|v| !v.is_null()))
+        || ["rpm_limit", "tpm_limit", "max_parallel_requests"].iter().any(|f| !customer_limit(c, linked, f).is_null())
+        || customer_budget(c, linked).is_some()
+}
+
+/// The `/budget/*` row an end user links to.
+fn linked_of<'a>(c: &Record, budgets: &'a BTreeMap<String, Record>) -> Option<&'a Record> {
+    c.get("budget_id").and_then(Value::as_str).and_then(|b| budgets.get(b))
+}
+
+/// Every `/budget/*` row by id.
+async fn all_budgets(st: &Shared) -> Result<BTreeMap<String, Record>, ApiError> {
+    let (rows, _) = st.store.find(&BUDGETS, Vec::new(), None).await?;
+    Ok(rows.into_iter().filter_map(|r| Some((r.get("budget_id")?.as_str()?.to_owned(), r))).collect())
 }
 
 pub async fn customer(State(st): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(c) = st.store.get(&END_USERS, &id).await? else {
         return Err(ApiError::not_found("id", "no such end user"));
     };
-    Ok(ok(customer_record(&c)))
+    let linked = match c.get("budget_id").and_then(Value::as_str) {
+        Some(b) => st.store.get(&BUDGETS, b).await?,
+        None => None,
+    };
+    Ok(ok(customer_record(&st, &c, linked.as_ref()).await?))
 }
 
 /// Most end users per page, and per batch of ids.
@@ -120,7 +248,11 @@ pub async fn customers(State(st): State<Shared>, RawQuery(q): RawQuery) -> Resul
         let known: std::collections::HashSet<&str> =
             found.iter().filter_map(|c| c.get("user_id").and_then(Value::as_str)).collect();
         let missing: Vec<&String> = ids.iter().filter(|id| !known.contains(id.as_str())).collect();
-        let customers: Vec<Value> = found.iter().map(customer_record).collect();
+        let budgets = all_budgets(&st).await?;
+        let mut customers: Vec<Value> = Vec::with_capacity(found.len());
+        for c in &found {
+            customers.push(customer_record(&st, c, linked_of(c, &budgets)).await?);
+        }
         return Ok(ok(json!({"customers": customers, "missing": missing})));
     }
     let after = pairs.iter().find(|(k, _)| k == "after").map(|(_, v)| v.as_str());
@@ -134,16 +266,20 @@ pub async fn customers(State(st): State<Shared>, RawQuery(q): RawQuery) -> Resul
     // Every end user is read and filtered here (no index on "restricts"): a page costs a
     // scan of the table, done once per Envoy process at start.
     let (all, _) = st.store.find(&END_USERS, Vec::new(), None).await?;
+    let budgets = all_budgets(&st).await?;
     let mut page: Vec<&Record> = all
         .iter()
-        .filter(|c| restricts(c))
+        .filter(|c| restricts(c, linked_of(c, &budgets)))
         .filter(|c| c.get("user_id").and_then(Value::as_str).is_some_and(|id| after.is_none_or(|a| id > a)))
         .collect();
     page.sort_by(|a, b| a.get("user_id").and_then(Value::as_str).cmp(&b.get("user_id").and_then(Value::as_str)));
     let more = page.len() > limit;
     page.truncate(limit);
     let next = if more { page.last().and_then(|c| c.get("user_id")).cloned() } else { None };
-    let customers: Vec<Value> = page.into_iter().map(customer_record).collect();
+    let mut customers: Vec<Value> = Vec::with_capacity(page.len());
+    for c in page {
+        customers.push(customer_record(&st, c, linked_of(c, &budgets)).await?);
+    }
     Ok(ok(json!({"customers": customers, "next": next})))
 }
 

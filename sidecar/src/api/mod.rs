@@ -1,9 +1,10 @@
-//! The HTTP surface: health, the LiteLLM-compatible admin API (master key) with the
-//! spend ledger's reads ([`spend`]), the internal API for the Envoy filter (loopback +
+//! The HTTP surface: health, the LiteLLM-compatible admin API (master key) with its
+//! budgets (`/budget/*`) and the spend ledger's reads ([`spend`]), the internal API for the Envoy filter (loopback +
 //! shared secret) with its usage batches, and errors in the OpenAI shape for everything
 //! else (unknown path 404, wrong method 405, body over 1 MiB 413).
 
 mod admin;
+mod budgets;
 mod internal;
 mod render;
 pub mod spend;
@@ -85,6 +86,12 @@ pub fn router(state: Shared) -> Router {
         .route("/user/delete", post(admin::user_delete))
         .route("/user/info", get(admin::user_info))
         .route("/user/list", get(admin::user_list))
+        .route("/budget/new", post(budgets::budget_new))
+        .route("/budget/update", post(budgets::budget_update))
+        .route("/budget/delete", post(budgets::budget_delete))
+        .route("/budget/info", post(budgets::budget_info))
+        .route("/budget/list", get(budgets::budget_list))
+        .route("/budget/settings", get(budgets::budget_settings))
         .route("/spend/logs", get(spend::logs))
         .route("/global/spend/report", get(spend::report));
     for prefix in ["/customer", "/end_user"] {
@@ -296,6 +303,12 @@ pub fn log_route(path: &str) -> &'static str {
         "/end_user/list",
         "/end_user/block",
         "/end_user/unblock",
+        "/budget/new",
+        "/budget/update",
+        "/budget/delete",
+        "/budget/info",
+        "/budget/list",
+        "/budget/settings",
         "/internal/v1/changes",
         "/internal/v1/customers",
         "/internal/v1/grants",

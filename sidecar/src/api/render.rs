@@ -5,12 +5,31 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::budget::Fields;
 use crate::keys;
+use crate::schema::INTERNAL_COLS;
 use crate::store::Record;
 use crate::time::iso8601;
 
 pub fn iso(v: Option<&Value>) -> Value {
     v.and_then(Value::as_i64).map_or(Value::Null, |s| Value::String(iso8601(s)))
+}
+
+/// LiteLLM's `budget_reset_at`: when the current period of the row's `budget_duration`
+/// ends (derived from the duration and when it took effect, not stored by a job), `null`
+/// for a budget that never resets. Unix seconds.
+pub fn reset_at(rec: &Record) -> Value {
+    Fields::from_record(rec, "max_budget")
+        .schedule()
+        .map_or(Value::Null, |s| Value::from(s.current(crate::time::now()).1))
+}
+
+/// Drops the columns only the sidecar reads and derives `budget_reset_at`.
+fn budget_view(out: &mut Map<String, Value>, rec: &Record) {
+    for c in INTERNAL_COLS {
+        out.remove(*c);
+    }
+    out.insert("budget_reset_at".to_owned(), reset_at(rec));
 }
 
 fn times(out: &mut Map<String, Value>) {
@@ -34,6 +53,7 @@ fn defaults(out: &mut Map<String, Value>, fields: &[(&str, Value)]) {
 pub fn key(rec: &Record) -> Map<String, Value> {
     let mut out = rec.clone();
     out.remove("version");
+    budget_view(&mut out, rec);
     let expires = iso(out.remove("expires_at").as_ref());
     out.insert("expires".to_owned(), expires);
     times(&mut out);
@@ -75,6 +95,7 @@ pub fn member(m: &Record) -> Value {
 pub fn team(rec: &Record, members: &[Record]) -> Map<String, Value> {
     let mut out = rec.clone();
     out.remove("version");
+    budget_view(&mut out, rec);
     times(&mut out);
     out.insert("members_with_roles".to_owned(), Value::Array(members.iter().map(member).collect()));
     let admins: Vec<Value> = members
@@ -104,7 +125,7 @@ pub fn membership(m: &Record, with_source: bool) -> Value {
     let budget = m.get("max_budget_in_team").filter(|v| !v.is_null()).map(|b| {
         json!({"max_budget": b, "budget_duration": m.get("budget_duration"), "allowed_models": m.get("allowed_models"),
                "tpm_limit": m.get("tpm_limit"), "rpm_limit": m.get("rpm_limit"),
-               "budget_reset_at": iso(m.get("budget_reset_at")), "created_at": iso(m.get("created_at"))})
+               "budget_reset_at": iso(Some(&reset_at(m))), "created_at": iso(m.get("created_at"))})
     });
     let mut out = json!({
         "user_id": m.get("user_id"), "team_id": m.get("team_id"), "budget_id": null,
@@ -121,6 +142,7 @@ pub fn membership(m: &Record, with_source: bool) -> Value {
 pub fn user(rec: &Record, teams: &[String]) -> Map<String, Value> {
     let mut out = rec.clone();
     out.remove("version");
+    budget_view(&mut out, rec);
     times(&mut out);
     out.insert("teams".to_owned(), json!(teams));
     defaults(
@@ -138,6 +160,29 @@ pub fn user(rec: &Record, teams: &[String]) -> Map<String, Value> {
     out
 }
 
+/// `LiteLLM_BudgetTable` as LiteLLM returns its rows (`/budget/*`, and an end user's
+/// linked `litellm_budget_table`): every column, `budget_reset_at` derived.
+pub fn budget(rec: &Record) -> Value {
+    let mut out = Map::new();
+    for f in ["budget_id", "max_budget", "soft_budget", "max_parallel_requests", "tpm_limit", "rpm_limit", "tpd_limit"]
+    {
+        out.insert(f.to_owned(), rec.get(f).cloned().unwrap_or(Value::Null));
+    }
+    out.insert("model_max_budget".to_owned(), rec.get("model_max_budget").cloned().unwrap_or(Value::Null));
+    out.insert("budget_duration".to_owned(), rec.get("budget_duration").cloned().unwrap_or(Value::Null));
+    out.insert("budget_reset_at".to_owned(), iso(Some(&reset_at(rec))));
+    out.insert("allowed_models".to_owned(), json!([]));
+    out.insert("temp_budget_increase".to_owned(), Value::Null);
+    out.insert("temp_budget_expiry".to_owned(), Value::Null);
+    for f in ["created_at", "updated_at"] {
+        out.insert(f.to_owned(), iso(rec.get(f)));
+    }
+    for f in ["created_by", "updated_by"] {
+        out.insert(f.to_owned(), rec.get(f).cloned().unwrap_or(Value::Null));
+    }
+    Value::Object(out)
+}
+
 const BUDGET_FIELDS: &[&str] = &[
     "max_budget",
     "soft_budget",
@@ -149,16 +194,20 @@ const BUDGET_FIELDS: &[&str] = &[
     "model_max_budget",
 ];
 
-/// `CustomerResponse` / `LiteLLM_EndUserTable`: limits and budget in `litellm_budget_table`.
-pub fn customer(rec: &Record) -> Value {
+/// `CustomerResponse` / `LiteLLM_EndUserTable`: limits and budget in
+/// `litellm_budget_table` — the linked `/budget/*` row's when `budget_id` names one
+/// (`linked`), else the end user's own.
+pub fn customer(rec: &Record, linked: Option<&Record>) -> Value {
     let has_budget = BUDGET_FIELDS.iter().any(|f| rec.get(*f).is_some_and(|v| !v.is_null()));
-    let budget = if has_budget {
+    let budget = if let Some(row) = linked {
+        budget(row)
+    } else if has_budget {
         let mut b = Map::new();
         b.insert("budget_id".to_owned(), rec.get("budget_id").cloned().unwrap_or(Value::Null));
         for f in BUDGET_FIELDS {
             b.insert((*f).to_owned(), rec.get(*f).cloned().unwrap_or(Value::Null));
         }
-        b.insert("budget_reset_at".to_owned(), iso(rec.get("budget_reset_at")));
+        b.insert("budget_reset_at".to_owned(), iso(Some(&reset_at(rec))));
         b.insert("created_at".to_owned(), iso(rec.get("created_at")));
         Value::Object(b)
     } else {

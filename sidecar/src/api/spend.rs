@@ -62,7 +62,8 @@ fn ledger_error(e: StoreError) -> ApiError {
 }
 
 /// `POST /internal/v1/spend`: `{"records": [...]}` → `{"inserted", "duplicates",
-/// "rejected": [{"index", "message"}]}`, answered after the commit.
+/// "rejected": [{"index", "message"}], "totals": [{"kind", "id", "period_start_ms",
+/// "spent_nano"}]}`, answered after the commit (`totals`: docs/budgets.md).
 pub async fn record(State(st): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BATCH_BYTES).await.map_err(|_| {
         ApiError::new(
@@ -106,7 +107,8 @@ pub async fn record(State(st): State<Shared>, body: Body) -> Result<Response, Ap
         );
     }
     let outcome = st.store.record_spend(good, now).await.map_err(ledger_error)?;
-    Ok(ok(json!({"inserted": outcome.inserted, "duplicates": outcome.duplicates, "rejected": rejected})))
+    Ok(ok(json!({"inserted": outcome.inserted, "duplicates": outcome.duplicates, "rejected": rejected,
+                 "totals": outcome.totals})))
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -396,6 +398,15 @@ pub async fn prune(store: &dyn crate::store::Store, retention_days: i64, batch: 
     loop {
         let n = store.prune_spend_logs(cutoff, batch).await?;
         total += n;
+        if i64::try_from(n).unwrap_or(i64::MAX) < batch {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Budget periods that ended before the window: no record is accepted into them any
+    // more (they would start before it), so their rows are never needed again.
+    loop {
+        let n = store.prune_budget_spend(cutoff, batch).await?;
         if i64::try_from(n).unwrap_or(i64::MAX) < batch {
             return Ok(total);
         }

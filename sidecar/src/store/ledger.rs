@@ -9,9 +9,13 @@
 //!    end users, team memberships, teams, users and keys;
 //! 3. every row is touched in one global order — ledger ids ascending, then
 //!    `daily_spend` by its key, then the entity tables in [`ENTITY_TABLES`] order, each by
-//!    primary key — so two batches can never wait on each other in a cycle; the entity
-//!    order is also the order the admin API's writes lock them in (a team before its keys,
-//!    a user before its keys, a membership before its team);
+//!    primary key, then `budget_spend` by `(kind, id, period_start_ms)` — so two batches
+//!    can never wait on each other in a cycle; the entity order is also the order the
+//!    admin API's writes lock them in (a team before its keys, a user before its keys, a
+//!    membership before its team; a regenerated key's row before its `budget_spend`);
+//!    the entity updates return the rows' budget fields (`RETURNING`, under the row's
+//!    lock: the configuration as committed), from which each inserted record's cost is
+//!    added to the period of each budget it falls in ([`budget_moves`], `docs/budgets.md`);
 //! 4. a deadlock or serialization failure (PostgreSQL 40P01/40001) or a busy SQLite file
 //!    rolls the whole transaction back and it is run again, a few times, with backoff.
 //!
@@ -20,10 +24,13 @@
 //! already there was counted by the transaction that inserted it. Hence every record is
 //! counted exactly once however often it is sent (docs/ledger.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::ledger::{Dim, LogQuery, RollupQuery, SpendRecord};
+use serde_json::Value;
+
+use crate::budget::{self, member_budget_id, Budget, Fields};
+use crate::ledger::{BudgetTotal, Dim, LogQuery, RollupQuery, SpendRecord};
 use crate::schema::member_id;
 
 /// The ledger row's columns, in insert order.
@@ -111,6 +118,215 @@ pub fn entity_sql(table: &str, pk: &str) -> String {
     format!("UPDATE {table} SET spend = COALESCE(spend, 0) + $1 WHERE {pk} = $2")
 }
 
+/// The budget columns each entity update returns, per [`ENTITY_TABLES`] entry.
+pub const ENTITY_RETURNING: &[&[&str]] = &[
+    &[
+        "spend",
+        "max_budget",
+        "soft_budget",
+        "budget_duration",
+        "budget_reset_at",
+        "budget_anchor",
+        "created_at",
+        "budget_id",
+    ],
+    &["spend", "max_budget_in_team", "budget_duration", "budget_reset_at", "budget_anchor", "created_at"],
+    &["spend", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "budget_anchor", "created_at"],
+    &["spend", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "budget_anchor", "created_at"],
+    &[
+        "spend",
+        "max_budget",
+        "soft_budget",
+        "budget_duration",
+        "budget_reset_at",
+        "budget_anchor",
+        "created_at",
+        "budget_id",
+        "model_max_budget",
+        "model_budget_anchors",
+    ],
+];
+
+/// [`entity_sql`] returning the row's spend and budget fields ([`ENTITY_RETURNING`]).
+pub fn entity_returning_sql(table: usize) -> Option<String> {
+    let (t, pk) = ENTITY_TABLES.get(table)?;
+    let cols = ENTITY_RETURNING.get(table)?;
+    Some(format!("{} RETURNING {}", entity_sql(t, pk), cols.join(", ")))
+}
+
+/// The budget columns of a `/budget/*` row the ledger reads.
+pub const BUDGET_ROW_COLS: &[&str] = &[
+    "budget_id",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "budget_reset_at",
+    "budget_anchor",
+    "created_at",
+    "model_max_budget",
+    "model_budget_anchors",
+];
+
+/// `SELECT <BUDGET_ROW_COLS> FROM budgets WHERE budget_id IN ($1, …)` for `n` ids.
+pub fn budget_rows_sql(n: usize) -> String {
+    let marks: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!("SELECT {} FROM budgets WHERE budget_id IN ({})", BUDGET_ROW_COLS.join(", "), marks.join(", "))
+}
+
+/// Adds a record's cost to its budget period (the row is created by the period's first
+/// record; `period_end_ms` is the period's, for the retention sweep).
+pub const BUDGET_UPSERT: &str =
+    "INSERT INTO budget_spend (kind, id, period_start_ms, period_end_ms, spent_nano) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (kind, id, period_start_ms) DO UPDATE SET spent_nano = budget_spend.spent_nano + excluded.spent_nano \
+     RETURNING spent_nano";
+
+/// A regenerated key (`$1` the old hash, `$2` the new) takes its periods' spend along:
+/// its own budget's, then its model budgets' (`<hash>:<model>`).
+pub const COPY_BUDGET_SPEND: [&str; 2] = [
+    "INSERT INTO budget_spend (kind, id, period_start_ms, period_end_ms, spent_nano) \
+     SELECT kind, $2, period_start_ms, period_end_ms, spent_nano FROM budget_spend WHERE kind = 'key' AND id = $1 \
+     ON CONFLICT (kind, id, period_start_ms) DO NOTHING",
+    "INSERT INTO budget_spend (kind, id, period_start_ms, period_end_ms, spent_nano) \
+     SELECT kind, $2 || substr(id, length($1) + 1), period_start_ms, period_end_ms, spent_nano FROM budget_spend \
+     WHERE kind = 'key_model' AND substr(id, 1, length($1) + 1) = $1 || ':' \
+     ON CONFLICT (kind, id, period_start_ms) DO NOTHING",
+];
+
+/// Deletes up to `$2` period rows of periods that ended before `$1`.
+pub const PRUNE_BUDGET_SQL: &str = "DELETE FROM budget_spend WHERE (kind, id, period_start_ms) IN \
+     (SELECT kind, id, period_start_ms FROM budget_spend WHERE period_end_ms < $1 ORDER BY period_end_ms LIMIT $2)";
+
+/// An entity's `(kind, id)` as budgets name it, from its [`ENTITY_TABLES`] index and key.
+pub fn budget_ref(table: usize, pk: &str) -> (&'static str, String) {
+    match table {
+        0 => ("end_user", pk.to_owned()),
+        1 => {
+            let (t, u) = pk.split_once('\u{1f}').unwrap_or((pk, ""));
+            ("team_member", member_budget_id(t, u))
+        }
+        2 => ("team", pk.to_owned()),
+        3 => ("user", pk.to_owned()),
+        _ => ("key", pk.to_owned()),
+    }
+}
+
+/// An updated entity: its spend after the update and its budget fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityState {
+    pub spend: i64,
+    pub fields: Fields,
+}
+
+/// An entity's budgets, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityBudgets {
+    pub own: Budget,
+    /// A key's model budgets.
+    pub models: Vec<Budget>,
+    pub spend: i64,
+}
+
+/// The budgets of the updated entities, linked `/budget/*` rows applied.
+pub fn resolve(
+    states: BTreeMap<(usize, String), EntityState>,
+    rows: &BTreeMap<String, Fields>,
+) -> BTreeMap<(usize, String), EntityBudgets> {
+    states
+        .into_iter()
+        .map(|((table, pk), st)| {
+            let (kind, id) = budget_ref(table, &pk);
+            let linked = st.fields.budget_id.as_ref().and_then(|b| rows.get(b));
+            let own = budget::own(kind, &id, &st.fields, linked);
+            let models = if table == 4 { budget::models(&pk, &st.fields, linked) } else { Vec::new() };
+            ((table, pk), EntityBudgets { own, models, spend: st.spend })
+        })
+        .collect()
+}
+
+/// What the inserted records add to budget periods.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BudgetMoves {
+    /// `(kind, id, period_start_ms) → (period_end_ms, nano-dollars)`, in lock order.
+    pub periods: BTreeMap<(&'static str, String, i64), (i64, i64)>,
+    /// The budgets (a limit is set) among them: their totals are answered.
+    pub budgeted: BTreeSet<(&'static str, String)>,
+    /// Totals of the budgets that never reset: the entity's lifetime spend.
+    pub lifetime: Vec<BudgetTotal>,
+}
+
+/// Each inserted record's cost, to the period containing its `end_ms` of each tracked
+/// budget of each of its entities (under the budget's configuration now); a record that
+/// ended before its budget's duration took effect is in no period of it.
+pub fn budget_moves<'a>(
+    inserted: impl IntoIterator<Item = &'a SpendRecord>,
+    ents: &BTreeMap<(usize, String), EntityBudgets>,
+) -> BudgetMoves {
+    let mut m = BudgetMoves::default();
+    for e in ents.values() {
+        if e.own.budgeted() {
+            m.budgeted.insert((e.own.kind, e.own.id.clone()));
+            if e.own.schedule.is_none() {
+                m.lifetime.push(BudgetTotal {
+                    kind: e.own.kind.to_owned(),
+                    id: e.own.id.clone(),
+                    period_start_ms: None,
+                    spent_nano: e.spend,
+                });
+            }
+        }
+        for b in &e.models {
+            m.budgeted.insert((b.kind, b.id.clone()));
+        }
+    }
+    let mut add = |b: &Budget, end_ms: i64, cost: i64| {
+        if let Some((start, end)) = b.schedule.and_then(|s| s.period_ms(end_ms)) {
+            let slot = m.periods.entry((b.kind, b.id.clone(), start)).or_insert((end, 0));
+            slot.1 = slot.1.saturating_add(cost);
+        }
+    };
+    for r in inserted {
+        if r.cost_nano == 0 {
+            continue;
+        }
+        for key in entities_of(r) {
+            let Some(e) = ents.get(&key) else { continue };
+            if e.own.tracked() {
+                add(&e.own, r.end_ms, r.cost_nano);
+            }
+            if let Some(b) = budget::model_for(&e.models, &r.model_group) {
+                add(b, r.end_ms, r.cost_nano);
+            }
+        }
+    }
+    m
+}
+
+/// The entities a record's cost is added to: `(index into ENTITY_TABLES, primary key)`.
+pub fn entities_of(r: &SpendRecord) -> Vec<(usize, String)> {
+    let mut out = Vec::with_capacity(5);
+    if let Some(e) = &r.end_user {
+        out.push((0, e.clone()));
+    }
+    if let (Some(t), Some(u)) = (&r.team_id, &r.user_id) {
+        out.push((1, member_id(t, u)));
+    }
+    if let Some(t) = &r.team_id {
+        out.push((2, t.clone()));
+    }
+    if let Some(u) = &r.user_id {
+        out.push((3, u.clone()));
+    }
+    if let Some(k) = &r.key_hash {
+        out.push((4, k.clone()));
+    }
+    out
+}
+
+/// A JSON column's text as a value.
+pub fn json_col(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok()).filter(|v: &Value| !v.is_null())
+}
+
 /// Deletes up to `$2` ledger rows that started before `$1` (oldest first, by the time index).
 pub const PRUNE_SQL: &str =
     "DELETE FROM spend_logs WHERE id IN (SELECT id FROM spend_logs WHERE start_ms < $1 ORDER BY start_ms LIMIT $2)";
@@ -170,24 +386,9 @@ pub fn plan<'a>(inserted: impl IntoIterator<Item = &'a SpendRecord>) -> Plan {
         if r.cost_nano == 0 {
             continue;
         }
-        let mut add = |table: usize, id: String| {
-            let e = p.entities.entry((table, id)).or_default();
+        for key in entities_of(r) {
+            let e = p.entities.entry(key).or_default();
             *e = e.saturating_add(r.cost_nano);
-        };
-        if let Some(e) = &r.end_user {
-            add(0, e.clone());
-        }
-        if let (Some(t), Some(u)) = (&r.team_id, &r.user_id) {
-            add(1, member_id(t, u));
-        }
-        if let Some(t) = &r.team_id {
-            add(2, t.clone());
-        }
-        if let Some(u) = &r.user_id {
-            add(3, u.clone());
-        }
-        if let Some(k) = &r.key_hash {
-            add(4, k.clone());
         }
     }
     p
@@ -299,11 +500,59 @@ pub fn indexed_filter(d: Dim) -> bool {
     matches!(d, Dim::Day | Dim::KeyHash | Dim::TeamId | Dim::UserId | Dim::EndUser)
 }
 
+/// Binds a query's [`Arg`]s in order.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                ledger::Arg::Text(t) => q.bind(t),
+                ledger::Arg::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+
+/// Reads the named budget columns of a row into `(spend, Fields)` (`spend` 0 when absent).
+macro_rules! budget_fields {
+    ($row:expr, $cols:expr) => {{
+        let row = &$row;
+        let mut spend = 0i64;
+        let mut f = crate::budget::Fields::default();
+        for col in $cols {
+            let col: &str = col;
+            let int = || row.try_get::<Option<i64>, _>(col);
+            let text = || row.try_get::<Option<String>, _>(col);
+            match col {
+                "spend" => spend = int()?.unwrap_or(0),
+                "max_budget" | "max_budget_in_team" => f.max_nano = int()?,
+                "soft_budget" => f.soft_nano = int()?,
+                "budget_duration" => f.duration = text()?,
+                "budget_reset_at" => f.reset_at = int()?,
+                "budget_anchor" => f.anchor = int()?,
+                "created_at" => f.created_at = int()?,
+                "budget_id" => f.budget_id = text()?.filter(|s| !s.is_empty()),
+                "model_max_budget" => f.model_max_budget = ledger::json_col(text()?),
+                "model_budget_anchors" => f.model_anchors = ledger::json_col(text()?),
+                _ => {}
+            }
+        }
+        (spend, f)
+    }};
+}
+
+pub(crate) use {bind_args, budget_fields};
+
 /// The methods of both stores; `$begin` starts a write transaction.
 macro_rules! ledger_store {
     ($store:ident, $begin:expr, $backend:expr) => {
         impl $store {
-            async fn spend_tx(&self, recs: &[SpendRecord], now_ms: i64) -> Result<u64, sqlx::Error> {
+            async fn spend_tx(
+                &self,
+                recs: &[SpendRecord],
+                now_ms: i64,
+            ) -> Result<(u64, Vec<BudgetTotal>), sqlx::Error> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let mut inserted: HashSet<String> = HashSet::new();
                 for chunk in recs.chunks(ledger::INSERT_CHUNK) {
@@ -358,16 +607,67 @@ macro_rules! ledger_store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Each entity's update returns its budget fields as committed (the row is
+                // locked from here to the commit).
+                let mut states: BTreeMap<(usize, String), ledger::EntityState> = BTreeMap::new();
                 for ((table, id), nano) in &plan.entities {
-                    let Some((t, pk)) = ledger::ENTITY_TABLES.get(*table) else { continue };
-                    sqlx::query(AssertSqlSafe(ledger::entity_sql(t, pk)))
+                    let (Some(sql), Some(cols)) =
+                        (ledger::entity_returning_sql(*table), ledger::ENTITY_RETURNING.get(*table))
+                    else {
+                        continue;
+                    };
+                    let row = sqlx::query(AssertSqlSafe(sql))
                         .bind(*nano)
                         .bind(id.clone())
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                    if let Some(row) = row {
+                        let (spend, fields) = budget_fields!(row, cols.iter());
+                        states.insert((*table, id.clone()), ledger::EntityState { spend, fields });
+                    }
+                }
+                // The `/budget/*` rows linked from keys and end users (read, not locked:
+                // only admin writes change them).
+                let wanted: BTreeSet<String> =
+                    states.values().filter_map(|s| s.fields.budget_id.clone()).collect();
+                let wanted: Vec<String> = wanted.into_iter().collect();
+                let mut rows: BTreeMap<String, crate::budget::Fields> = BTreeMap::new();
+                for chunk in wanted.chunks(ledger::INSERT_CHUNK) {
+                    let mut q = sqlx::query(AssertSqlSafe(ledger::budget_rows_sql(chunk.len())));
+                    for id in chunk {
+                        q = q.bind(id.clone());
+                    }
+                    for row in q.fetch_all(&mut *tx).await? {
+                        let id: String = row.try_get("budget_id")?;
+                        let (_, fields) = budget_fields!(row, ledger::BUDGET_ROW_COLS.iter().filter(|c| **c != "budget_id"));
+                        rows.insert(id, fields);
+                    }
+                }
+                let ents = ledger::resolve(states, &rows);
+                let moves = ledger::budget_moves(recs.iter().filter(|r| inserted.contains(&r.id)), &ents);
+                let mut totals = moves.lifetime;
+                for ((kind, id, start), (end, nano)) in &moves.periods {
+                    let spent: i64 = sqlx::query(ledger::BUDGET_UPSERT)
+                        .bind(*kind)
+                        .bind(id.clone())
+                        .bind(*start)
+                        .bind(*end)
+                        .bind(*nano)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
+                    if moves.budgeted.contains(&(*kind, id.clone())) {
+                        totals.push(BudgetTotal {
+                            kind: (*kind).to_owned(),
+                            id: id.clone(),
+                            period_start_ms: Some(*start),
+                            spent_nano: spent,
+                        });
+                    }
                 }
                 tx.commit().await?;
-                Ok(u64::try_from(inserted.len()).unwrap_or(u64::MAX))
+                totals.sort();
+                Ok((u64::try_from(inserted.len()).unwrap_or(u64::MAX), totals))
             }
 
             async fn record_spend_impl(
@@ -385,11 +685,12 @@ macro_rules! ledger_store {
                 let mut attempt = 1;
                 loop {
                     let err = match self.spend_tx(&recs, now_ms).await {
-                        Ok(inserted) => {
+                        Ok((inserted, totals)) => {
                             let total = u64::try_from(recs.len()).unwrap_or(0);
                             return Ok(SpendOutcome {
                                 inserted,
                                 duplicates: total.saturating_sub(inserted) + repeated,
+                                totals,
                             });
                         }
                         Err(e) => classify(e),
@@ -416,13 +717,7 @@ macro_rules! ledger_store {
 
             async fn spend_logs_impl(&self, q: LogQuery) -> Result<Vec<SpendLogRow>, StoreError> {
                 let (sql, args) = ledger::logs_sql(&q);
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for a in args {
-                    query = match a {
-                        ledger::Arg::Text(t) => query.bind(t),
-                        ledger::Arg::Int(i) => query.bind(i),
-                    };
-                }
+                let query = bind_args!(sqlx::query(AssertSqlSafe(sql)), args);
                 let rows = query.fetch_all(&self.pool).await.map_err(classify)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
@@ -465,13 +760,7 @@ macro_rules! ledger_store {
 
             async fn spend_rollup_impl(&self, q: RollupQuery) -> Result<Vec<RollupRow>, StoreError> {
                 let (sql, args) = ledger::rollup_sql(&q);
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for a in args {
-                    query = match a {
-                        ledger::Arg::Text(t) => query.bind(t),
-                        ledger::Arg::Int(i) => query.bind(i),
-                    };
-                }
+                let query = bind_args!(sqlx::query(AssertSqlSafe(sql)), args);
                 let rows = query.fetch_all(&self.pool).await.map_err(classify)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
@@ -499,6 +788,50 @@ macro_rules! ledger_store {
                     out.push(r);
                 }
                 Ok(out)
+            }
+
+            async fn budget_spent_impl(&self, queries: Vec<SpentQuery>) -> Result<Vec<i64>, StoreError> {
+                let mut out = Vec::with_capacity(queries.len());
+                for q in queries {
+                    let v: Option<i64> = match q {
+                        SpentQuery::Lifetime { table, id } => {
+                            let sql = format!("SELECT spend FROM {} WHERE {} = $1", table.name, table.pk);
+                            sqlx::query(AssertSqlSafe(sql))
+                                .bind(id)
+                                .fetch_optional(&self.pool)
+                                .await
+                                .map_err(classify)?
+                                .map(|r| r.try_get::<Option<i64>, _>(0))
+                                .transpose()
+                                .map_err(classify)?
+                                .flatten()
+                        }
+                        SpentQuery::Period { kind, id, start_ms } => sqlx::query(
+                            "SELECT spent_nano FROM budget_spend WHERE kind = $1 AND id = $2 AND period_start_ms = $3",
+                        )
+                        .bind(kind)
+                        .bind(id)
+                        .bind(start_ms)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(classify)?
+                        .map(|r| r.try_get::<i64, _>(0))
+                        .transpose()
+                        .map_err(classify)?,
+                    };
+                    out.push(v.unwrap_or(0));
+                }
+                Ok(out)
+            }
+
+            async fn prune_budget_spend_impl(&self, before_ms: i64, batch: i64) -> Result<u64, StoreError> {
+                let r = sqlx::query(ledger::PRUNE_BUDGET_SQL)
+                    .bind(before_ms)
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                Ok(r.rows_affected())
             }
 
             async fn prune_spend_logs_impl(&self, before_ms: i64, batch: i64) -> Result<u64, StoreError> {

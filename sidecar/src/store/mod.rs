@@ -120,6 +120,30 @@ pub enum Op {
         from: String,
         to: String,
     },
+    /// Sets `col` to NULL in every row whose `col` equals `value`, marking them changed
+    /// (a deleted budget's links: LiteLLM's relation is `SetNull`).
+    ClearWhere {
+        table: &'static Table,
+        col: &'static str,
+        value: String,
+    },
+    /// Copies the period spend of key `from` (and of its model budgets) to key `to` (a
+    /// regenerated key keeps its budget periods' spend, as its `spend`); run it after an
+    /// op that wrote `from`: the key row is locked before its `budget_spend` rows, the
+    /// ledger's order.
+    CopyBudgetSpend {
+        from: String,
+        to: String,
+    },
+}
+
+/// A spend the internal API reads for a budget, exact (nano-dollars).
+#[derive(Debug, Clone)]
+pub enum SpentQuery {
+    /// An entity's lifetime `spend` (0 when the row is gone).
+    Lifetime { table: &'static Table, id: String },
+    /// A period's spend (0 when nothing was recorded in it).
+    Period { kind: String, id: String, start_ms: i64 },
 }
 
 /// The [`Op::AddSpend`] that turns a row read with `old` into one with `new`'s spend, if
@@ -193,6 +217,11 @@ pub trait Store: Send + Sync {
     /// Deletes at most `batch` ledger rows that started before `before_ms` (retention);
     /// rollups and entity spend are kept.
     fn prune_spend_logs(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64>;
+    /// The spends asked for, in order ([`SpentQuery`]).
+    fn budget_spent(&self, queries: Vec<SpentQuery>) -> BoxFut<'_, Vec<i64>>;
+    /// Deletes at most `batch` period rows of periods that ended before `before_ms` (no
+    /// record can be counted in them any more: the ledger refuses records that old).
+    fn prune_budget_spend(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64>;
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 

@@ -1,7 +1,7 @@
 //! The SQL behind [`Store`], written once and instantiated for SQLite and PostgreSQL by
 //! `sql_store!` (sqlx's query functions only: nothing here needs a database to build).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -14,12 +14,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use super::grants::{Grant, GrantAsk};
-use super::ledger::{self, ledger_store};
+use super::ledger::{self, bind_args, budget_fields, ledger_store};
 use super::{
-    build_record, record_values, to_sql, BoxFut, Change, ChangePage, Filter, Op, Page, Record, SqlVal, Store,
-    StoreError,
+    build_record, record_values, to_sql, BoxFut, Change, ChangePage, Filter, Op, Page, Record, SpentQuery, SqlVal,
+    Store, StoreError,
 };
-use crate::ledger::{LogQuery, Operation, RollupQuery, RollupRow, SpendLogRow, SpendOutcome, SpendRecord, Usage};
+use crate::ledger::{
+    BudgetTotal, LogQuery, Operation, RollupQuery, RollupRow, SpendLogRow, SpendOutcome, SpendRecord, Usage,
+};
 use crate::schema::{ColTy, Table};
 
 const SQLITE_INIT: &str = include_str!("../../migrations/sqlite/0001_init.sql");
@@ -28,13 +30,16 @@ const SQLITE_WINDOWS: &str = include_str!("../../migrations/sqlite/0002_rate_win
 const POSTGRES_WINDOWS: &str = include_str!("../../migrations/postgres/0002_rate_windows.sql");
 const SQLITE_LEDGER: &str = include_str!("../../migrations/sqlite/0003_spend_ledger.sql");
 const POSTGRES_LEDGER: &str = include_str!("../../migrations/postgres/0003_spend_ledger.sql");
+const SQLITE_BUDGETS: &str = include_str!("../../migrations/sqlite/0004_budgets.sql");
+const POSTGRES_BUDGETS: &str = include_str!("../../migrations/postgres/0004_budgets.sql");
 
-fn migrator(steps: [&'static str; 3]) -> Migrator {
-    let [init, windows, ledger] = steps;
+fn migrator(steps: [&'static str; 4]) -> Migrator {
+    let [init, windows, ledger, budgets] = steps;
     Migrator::with_migrations(vec![
         Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
         Migration::new(2, "rate windows".into(), MigrationType::Simple, windows.into_sql_str(), false),
         Migration::new(3, "spend ledger".into(), MigrationType::Simple, ledger.into_sql_str(), false),
+        Migration::new(4, "budgets".into(), MigrationType::Simple, budgets.into_sql_str(), false),
     ])
 }
 
@@ -240,6 +245,7 @@ macro_rules! sql_store {
                     .map_err(classify)?;
                 let mut changed: BTreeSet<(&'static str, String)> = BTreeSet::new();
                 for op in ops {
+                    let clears = matches!(op, Op::ClearWhere { .. });
                     match op {
                         Op::Insert { table, mut record } => {
                             record.insert("version".to_owned(), Value::from(seq));
@@ -343,9 +349,12 @@ macro_rules! sql_store {
                                 .await
                                 .map_err(classify)?;
                         }
-                        Op::Touch { table, col, value } => {
+                        Op::ClearWhere { table, col, value } | Op::Touch { table, col, value } => {
+                            // Both publish every row they reach as changed; a clear also
+                            // unlinks it.
+                            let unlink = if clears { format!("{col} = NULL, ") } else { String::new() };
                             let sql = format!(
-                                "UPDATE {} SET version = $1 WHERE {col} = $2 RETURNING {}",
+                                "UPDATE {} SET {unlink}version = $1 WHERE {col} = $2 RETURNING {}",
                                 table.name, table.pk
                             );
                             let rows = sqlx::query(AssertSqlSafe(sql))
@@ -358,6 +367,16 @@ macro_rules! sql_store {
                                 for row in rows {
                                     changed.insert((kind, row.try_get::<String, _>(0).map_err(classify)?));
                                 }
+                            }
+                        }
+                        Op::CopyBudgetSpend { from, to } => {
+                            for sql in ledger::COPY_BUDGET_SPEND {
+                                sqlx::query(sql)
+                                    .bind(from.clone())
+                                    .bind(to.clone())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(classify)?;
                             }
                         }
                     }
@@ -541,6 +560,12 @@ macro_rules! sql_store {
             fn prune_spend_logs(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64> {
                 Box::pin(self.prune_spend_logs_impl(before_ms, batch))
             }
+            fn budget_spent(&self, queries: Vec<SpentQuery>) -> BoxFut<'_, Vec<i64>> {
+                Box::pin(self.budget_spent_impl(queries))
+            }
+            fn prune_budget_spend(&self, before_ms: i64, batch: i64) -> BoxFut<'_, u64> {
+                Box::pin(self.prune_budget_spend_impl(before_ms, batch))
+            }
             fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
                 Box::pin(self.pool.close())
             }
@@ -569,7 +594,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(classify)?;
-        migrator([SQLITE_INIT, SQLITE_WINDOWS, SQLITE_LEDGER])
+        migrator([SQLITE_INIT, SQLITE_WINDOWS, SQLITE_LEDGER, SQLITE_BUDGETS])
             .run(&pool)
             .await
             .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
@@ -590,7 +615,7 @@ impl PgStore {
             .await
             .map_err(classify)?;
         // sqlx takes an advisory lock around migrations: sidecars starting together are safe.
-        migrator([POSTGRES_INIT, POSTGRES_WINDOWS, POSTGRES_LEDGER])
+        migrator([POSTGRES_INIT, POSTGRES_WINDOWS, POSTGRES_LEDGER, POSTGRES_BUDGETS])
             .run(&pool)
             .await
             .map_err(|e| StoreError::Db(format!("migration failed: {e}")))?;
