@@ -181,18 +181,9 @@ const TEAM: &[Spec] = &[
     ("enforced_file_expires_after", Ty::Object),
 ];
 
-/// `NewCustomerRequest` (`BudgetNewRequest` + end-user fields); updates take the same.
-pub const CUSTOMER: &[Spec] = &[
-    ("budget_id", Ty::Str),
-    ("max_budget", Ty::Money),
-    ("soft_budget", Ty::Money),
-    ("max_parallel_requests", Ty::Count),
-    ("tpm_limit", Ty::Count),
-    ("rpm_limit", Ty::Count),
-    ("tpd_limit", Ty::Count),
-    ("budget_duration", Ty::BudgetDuration),
-    ("model_max_budget", Ty::ModelBudgets),
-    ("budget_reset_at", Ty::Time),
+/// `NewCustomerRequest`'s own fields, beside `BudgetNewRequest`'s ([`BUDGET`]), which it
+/// extends; updates take the same ([`Request::Customer`]).
+const CUSTOMER_EXTRA: &[Spec] = &[
     ("user_id", Ty::Str),
     ("alias", Ty::Str),
     ("blocked", Ty::Bool),
@@ -245,6 +236,8 @@ pub enum Request {
     TeamUpdate,
     UserNew,
     UserUpdate,
+    /// `/customer/new` and `/customer/update`.
+    Customer,
 }
 
 impl Request {
@@ -255,6 +248,7 @@ impl Request {
             Request::KeyRegenerate => &[GENERATE_BASE, KEY_EXTRA, KEY_REGENERATE_EXTRA],
             Request::TeamNew | Request::TeamUpdate => &[TEAM],
             Request::UserNew | Request::UserUpdate => &[GENERATE_BASE, USER_EXTRA],
+            Request::Customer => &[BUDGET, CUSTOMER_EXTRA],
         }
     }
 

@@ -1084,7 +1084,7 @@ fn customer_budget_rules(body: &Map<String, Value>) -> Result<(), ApiError> {
 
 pub async fn customer_new(State(st): State<Shared>, body: Body) -> Res {
     let mut body = read_json(body).await?;
-    fields::check(&mut body, fields::CUSTOMER)?;
+    fields::Request::Customer.check(&mut body)?;
     let user_id = required_str(&body, "user_id")?;
     customer_budget_rules(&body)?;
     require_budget(&st, &body).await?;
@@ -1108,7 +1108,7 @@ pub async fn customer_new(State(st): State<Shared>, body: Body) -> Res {
 
 pub async fn customer_update(State(st): State<Shared>, body: Body) -> Res {
     let mut body = read_json(body).await?;
-    fields::check(&mut body, fields::CUSTOMER)?;
+    fields::Request::Customer.check(&mut body)?;
     let user_id = required_str(&body, "user_id")?;
     body.remove("user_id");
     require_budget(&st, &body).await?;
